@@ -1,0 +1,61 @@
+"""Exceptions with messages a clinician can act on.
+
+Every error raised for bad input derives from :class:`BrainAgeInputError`, so a
+batch run can record it for one case and go on with the next.
+"""
+
+
+class BrainAgeError(Exception):
+    """Base class of every error raised by BrainAgeLib."""
+
+
+class BrainAgeInputError(BrainAgeError, ValueError):
+    """The input scan cannot be used; the message says why and what to do."""
+
+
+class CorruptFileError(BrainAgeInputError):
+    """The file is missing, truncated, or not a readable NIfTI image."""
+
+
+class DimensionalityError(BrainAgeInputError):
+    """The image is not a single 3D volume (2D slice, 4D series, ...)."""
+
+
+class NonFiniteVoxelsError(BrainAgeInputError):
+    """The image contains NaN or infinite voxel values."""
+
+
+class ConstantImageError(BrainAgeInputError):
+    """Every voxel has the same value: there is no anatomy to analyse."""
+
+
+class VoxelSizeError(BrainAgeInputError):
+    """Voxel sizes are zero, negative or physically implausible."""
+
+
+class OrientationError(BrainAgeInputError):
+    """The thick (through-plane) axis is not inferior-superior."""
+
+
+class FieldOfViewError(BrainAgeInputError):
+    """The field of view is too small to contain a whole adult brain."""
+
+
+class QualityGateError(BrainAgeInputError):
+    """The preprocessed scan fails the quality gate (e.g. a partial brain)."""
+
+
+class ModelPackageError(BrainAgeError):
+    """A model package is missing, malformed, incompatible or tampered with."""
+
+
+class UnsafeWeightsError(ModelPackageError):
+    """Weights in a pickle-based format were refused (they can run code)."""
+
+
+class ChecksumError(ModelPackageError):
+    """A weight file's sha256 does not match the one in the model card."""
+
+
+class CalibrationError(BrainAgeError, ValueError):
+    """A bias-correction calibration cannot be fitted or read."""

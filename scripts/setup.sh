@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One-time, idempotent set-up on a fresh machine: virtual environment, Python
+# packages (CPU torch from this machine's disk), and the real sample heads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.brainage-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  # torch first, pinned, so nothing else pulls a multi-GB CUDA build
+  "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -c "import torch, monai, nibabel, safetensors" # fail loudly if the install failed
+  touch "$stamp"
+fi
+bash scripts/fetch_sample_data.sh
