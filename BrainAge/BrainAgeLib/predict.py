@@ -1,0 +1,283 @@
+"""Brain-age prediction: file or array -> skull strip -> preprocess -> fold models -> ages.
+
+One :class:`Predictor` holds a loaded model package and serves single scans,
+arrays with an affine (the Slicer module) and batches of many scans (batch
+runs), recording per-stage timings and QC flags in each result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .calibration import Calibration
+from .errors import BrainAgeError, BrainAgeInputError
+from .io import Volume, load_volume, validate_volume
+from .package import ModelPackage, load_package
+from .preprocess import PreparedScan, prepare
+from .saliency import compute_saliency, fraction_inside, to_reference_grid
+
+PRECISIONS = ("fp32", "bf16", "amp")
+
+
+@dataclass
+class PreparedCase:
+    """One scan after skull stripping and preprocessing, ready for the network."""
+
+    volume: Volume  # the scan as given (original grid)
+    brain_mask: Volume  # brain mask on the original grid
+    prepared: PreparedScan
+    skull_strip: str  # backend and version that made the mask
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PredictionResult:
+    """Ages and QC for one scan; ``error`` is set (and ages are NaN) when the case failed."""
+
+    source: str
+    fold_ages: list[float] = field(default_factory=list)
+    predicted_age: float = math.nan  # ensemble mean (raw)
+    predicted_age_sd: float = math.nan  # spread across fold models
+    chronological_age: float | None = None
+    corrected_age: float | None = None  # after age-bias correction
+    brain_age_gap: float | None = None  # corrected_age - chronological_age
+    raw_gap: float | None = None  # predicted_age - chronological_age (no correction)
+    passed_qc: bool = False
+    qc_flags: list[str] = field(default_factory=list)
+    background_fraction: float = math.nan
+    skull_strip: str = ""
+    model: str = ""
+    calibration: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_row(self) -> dict:
+        """Flat dict for CSV/table output."""
+        row = asdict(self)
+        row["fold_ages"] = ";".join(f"{a:.3f}" for a in self.fold_ages)
+        row["qc_flags"] = " | ".join(self.qc_flags)
+        timings = row.pop("timings")
+        row.update({f"time_{k}_s": round(v, 4) for k, v in timings.items()})
+        return row
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Predictor:
+    """A loaded model package plus the settings to run it."""
+
+    def __init__(
+        self,
+        package: ModelPackage | str | os.PathLike,
+        *,
+        device: str | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        calibration: Calibration | None = None,
+        skull_strip: str = "hd-bet",
+        allow_non_axial: bool = False,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        self.device = torch.device(device or default_device())
+        if precision == "amp" and self.device.type != "cuda":
+            raise ValueError("precision 'amp' (float16 autocast) needs a CUDA device; use 'fp32' or 'bf16' on CPU")
+        t0 = time.perf_counter()
+        self.package = package if isinstance(package, ModelPackage) else load_package(package, device=self.device)
+        self.load_seconds = time.perf_counter() - t0
+        self.models = [m.to(self.device).eval() for m in self.package.models]
+        self.precision = precision
+        self.channels_last = channels_last
+        if channels_last:
+            self.models = [m.to(memory_format=torch.channels_last_3d) for m in self.models]
+        card = self.package.card
+        self.spec = card.preprocess_spec
+        self.calibration = calibration or (Calibration.from_dict(card.calibration) if card.calibration else None)
+        self.skull_strip_backend = skull_strip
+        self.allow_non_axial = allow_non_axial
+        self.model_label = f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''})"
+
+    # -- preparation -------------------------------------------------------------------------------
+    def prepare_volume(self, volume: Volume) -> PreparedCase:
+        """Check, skull strip and preprocess one scan (raises BrainAgeInputError on bad input)."""
+        validate_volume(volume, allow_non_axial=self.allow_non_axial)
+        t0 = time.perf_counter()
+        brain, mask, label, warnings = strip_skull(volume, self.skull_strip_backend, device=str(self.device))
+        t1 = time.perf_counter()
+        prepared = prepare(brain, self.spec)
+        t2 = time.perf_counter()
+        trained_with = (self.package.card.skull_strip or {}).get("backend")
+        if trained_with and trained_with != self.skull_strip_backend:
+            warnings.append(
+                f"the model was trained on {trained_with} skull stripping but this scan used "
+                f"{self.skull_strip_backend}; ages may shift"
+            )
+        return PreparedCase(
+            volume=volume,
+            brain_mask=mask,
+            prepared=prepared,
+            skull_strip=label,
+            warnings=warnings,
+            timings={"skull_strip": t1 - t0, "preprocess": t2 - t1},
+        )
+
+    # -- network -----------------------------------------------------------------------------------
+    def _input_tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
+        x = torch.as_tensor(np.stack(arrays)[:, None], dtype=torch.float32, device=self.device)
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision == "amp":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    @torch.inference_mode()
+    def forward(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw ages, shape (n_scans, n_folds)."""
+        x = self._input_tensor(arrays)
+        with self._autocast():
+            outputs = [m(x).float()[:, 0] for m in self.models]
+        return torch.stack(outputs, dim=1).cpu().numpy().astype(float)
+
+    # -- results -----------------------------------------------------------------------------------
+    def _result(self, case: PreparedCase, fold_ages: np.ndarray, age: float | None, timings: dict) -> PredictionResult:
+        mean = float(np.mean(fold_ages))
+        result = PredictionResult(
+            source=case.volume.source,
+            fold_ages=[float(a) for a in fold_ages],
+            predicted_age=mean,
+            predicted_age_sd=float(np.std(fold_ages, ddof=1)) if len(fold_ages) > 1 else 0.0,
+            chronological_age=age,
+            passed_qc=case.prepared.passed_qc,
+            qc_flags=list(case.prepared.qc_messages) + list(case.warnings),
+            background_fraction=case.prepared.background_fraction,
+            skull_strip=case.skull_strip,
+            model=self.model_label,
+            timings=timings,
+        )
+        if age is not None and np.isfinite(age):
+            result.raw_gap = mean - age
+            if self.calibration is not None:
+                result.corrected_age = float(self.calibration.correct(mean, age))
+                result.brain_age_gap = result.corrected_age - age
+                result.calibration = f"{self.calibration.method} n={self.calibration.n_controls} {self.calibration.site}".strip()
+        return result
+
+    def predict_volume(self, volume: Volume, age: float | None = None) -> PredictionResult:
+        """Predict one scan given as a :class:`Volume` (original orientation)."""
+        case = self.prepare_volume(volume)
+        t0 = time.perf_counter()
+        ages = self.forward([case.prepared.data])[0]
+        timings = {**case.timings, "forward": time.perf_counter() - t0}
+        return self._result(case, ages, age, timings)
+
+    def predict_array(self, data: np.ndarray, affine: np.ndarray, age: float | None = None, source: str = "array") -> PredictionResult:
+        """Predict a scan given as voxels plus a voxel-to-RAS affine (e.g. from a Slicer volume node)."""
+        return self.predict_volume(Volume(np.asarray(data, dtype=np.float32), np.asarray(affine, dtype=float), source), age)
+
+    def predict_path(self, path: str | os.PathLike, age: float | None = None) -> PredictionResult:
+        """Predict a NIfTI file."""
+        t0 = time.perf_counter()
+        volume = load_volume(path, allow_non_axial=self.allow_non_axial)
+        read = time.perf_counter() - t0
+        result = self.predict_volume(volume, age)
+        result.timings = {"read": read, **result.timings}
+        return result
+
+    def predict_many(
+        self,
+        sources: Iterable[str | os.PathLike | Volume],
+        ages: Sequence[float | None] | None = None,
+        *,
+        batch_size: int = 8,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[PredictionResult]:
+        """Predict many scans, batching the network; a failing case is recorded and the rest go on.
+
+        ``progress`` is called with the number of cases finished since the last call.
+        """
+        sources = list(sources)
+        ages = list(ages) if ages is not None else [None] * len(sources)
+        results: list[PredictionResult | None] = [None] * len(sources)
+        pending: list[tuple[int, PreparedCase, dict]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            t0 = time.perf_counter()
+            try:
+                batch_ages = self.forward([case.prepared.data for _, case, _ in pending])
+            except RuntimeError as exc:  # e.g. out of memory: record, keep going
+                for index, case, _ in pending:
+                    results[index] = PredictionResult(source=case.volume.source, error=f"model failed: {exc}")
+            else:
+                share = (time.perf_counter() - t0) / len(pending)
+                for row, (index, case, timings) in enumerate(pending):
+                    results[index] = self._result(case, batch_ages[row], ages[index], {**timings, "forward": share})
+            if progress:
+                progress(len(pending))
+            pending.clear()
+
+        for index, source in enumerate(sources):
+            name = source.source if isinstance(source, Volume) else str(source)
+            try:
+                t0 = time.perf_counter()
+                volume = source if isinstance(source, Volume) else load_volume(source, allow_non_axial=self.allow_non_axial)
+                read = time.perf_counter() - t0
+                case = self.prepare_volume(volume)
+            except (BrainAgeError, OSError, ValueError, RuntimeError) as exc:
+                results[index] = PredictionResult(source=name, error=f"{type(exc).__name__}: {exc}")
+                if progress:
+                    progress(1)
+                continue
+            pending.append((index, case, {"read": read, **case.timings}))
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+        return [r for r in results if r is not None]
+
+    # -- saliency ----------------------------------------------------------------------------------
+    def saliency(self, case: PreparedCase, method: str = "guided-backprop", **kwargs) -> tuple[Volume, float]:
+        """Saliency map on the original scan's grid and the fraction of it inside the brain mask."""
+        x = torch.as_tensor(case.prepared.data[None, None], dtype=torch.float32, device=self.device)
+        models = [m.float().to(memory_format=torch.contiguous_format) for m in self.models]
+        on_model_grid = compute_saliency(models, x, method, **kwargs)
+        on_input = to_reference_grid(on_model_grid, case.prepared.affine, case.volume)
+        return on_input, fraction_inside(on_input.data, case.brain_mask.data)
+
+
+def strip_skull(volume: Volume, backend: str, *, device: str = "cpu") -> tuple[Volume, Volume, str, list[str]]:
+    """Run the chosen skull-strip backend: (brain, mask, 'backend version', warnings), all on the input grid."""
+    try:
+        from .skullstrip import skull_strip
+    except ImportError:
+        skull_strip = None
+    if skull_strip is None:
+        if backend != "none":
+            raise BrainAgeInputError(
+                f"skull-strip backend {backend!r} is not available in this installation; "
+                "install the 'skullstrip' extra or pass pre-stripped scans with skull_strip='none'"
+            )
+        mask = volume.with_data((volume.data != 0).astype(np.uint8))
+        return volume, mask, "none", []
+    result = skull_strip(volume, backend, device=device)
+    label = f"{result.backend} {result.backend_version}".strip()
+    return result.brain, result.mask, label, list(result.warnings) + list(getattr(result.qc, "flags", []) or [])
+
+
+def load_predictor(model: str | os.PathLike | Path, **kwargs) -> Predictor:
+    """Convenience: load a package folder and build a :class:`Predictor`."""
+    return Predictor(model, **kwargs)
