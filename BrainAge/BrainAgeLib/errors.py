@@ -59,3 +59,7 @@ class ChecksumError(ModelPackageError):
 
 class CalibrationError(BrainAgeError, ValueError):
     """A bias-correction calibration cannot be fitted or read."""
+
+
+class SkullStripError(BrainAgeError):
+    """Skull stripping could not run or found no brain; the message says what to do."""
