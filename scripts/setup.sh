@@ -12,7 +12,7 @@ stamp="$VENV/.brainage-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum |
 if [ ! -f "$stamp" ]; then
   # torch first, pinned, so nothing else pulls a multi-GB CUDA build
   "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test,skullstrip]" 2>&1 | grep -v "is ignored" || true
   "$VENV/bin/python" -c "import torch, monai, nibabel, safetensors" # fail loudly if the install failed
   touch "$stamp"
 fi
