@@ -22,6 +22,7 @@ from .errors import BrainAgeError, BrainAgeInputError
 from .io import Volume, load_volume, validate_volume
 from .package import ModelPackage, load_package
 from .preprocess import PreparedScan, prepare
+from .spec import PreprocessSpec
 from .saliency import compute_saliency, fraction_inside, to_reference_grid
 
 PRECISIONS = ("fp32", "bf16", "amp")
@@ -37,6 +38,16 @@ class PreparedCase:
     skull_strip: str  # backend and version that made the mask
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SaliencyResult:
+    """A saliency map on the model grid and resampled onto the input scan's grid."""
+
+    method: str
+    model_grid: np.ndarray
+    on_input: Volume  # same shape and affine as the input scan
+    inside_brain: float  # share of saliency inside the brain mask
 
 
 @dataclass
@@ -111,26 +122,14 @@ class Predictor:
     # -- preparation -------------------------------------------------------------------------------
     def prepare_volume(self, volume: Volume) -> PreparedCase:
         """Check, skull strip and preprocess one scan (raises BrainAgeInputError on bad input)."""
-        validate_volume(volume, allow_non_axial=self.allow_non_axial)
-        t0 = time.perf_counter()
-        brain, mask, label, warnings = strip_skull(volume, self.skull_strip_backend, device=str(self.device))
-        t1 = time.perf_counter()
-        prepared = prepare(brain, self.spec)
-        t2 = time.perf_counter()
+        case = prepare_case(volume, self.spec, self.skull_strip_backend, device=str(self.device), allow_non_axial=self.allow_non_axial)
         trained_with = (self.package.card.skull_strip or {}).get("backend")
         if trained_with and trained_with != self.skull_strip_backend:
-            warnings.append(
+            case.warnings.append(
                 f"the model was trained on {trained_with} skull stripping but this scan used "
                 f"{self.skull_strip_backend}; ages may shift"
             )
-        return PreparedCase(
-            volume=volume,
-            brain_mask=mask,
-            prepared=prepared,
-            skull_strip=label,
-            warnings=warnings,
-            timings={"skull_strip": t1 - t0, "preprocess": t2 - t1},
-        )
+        return case
 
     # -- network -----------------------------------------------------------------------------------
     def _input_tensor(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
@@ -178,7 +177,10 @@ class Predictor:
 
     def predict_volume(self, volume: Volume, age: float | None = None) -> PredictionResult:
         """Predict one scan given as a :class:`Volume` (original orientation)."""
-        case = self.prepare_volume(volume)
+        return self.predict_case(self.prepare_volume(volume), age)
+
+    def predict_case(self, case: PreparedCase, age: float | None = None) -> PredictionResult:
+        """Predict one already prepared scan."""
         t0 = time.perf_counter()
         ages = self.forward([case.prepared.data])[0]
         timings = {**case.timings, "forward": time.perf_counter() - t0}
@@ -204,10 +206,12 @@ class Predictor:
         *,
         batch_size: int = 8,
         progress: Callable[[int], None] | None = None,
+        on_result: Callable[[PreparedCase, PredictionResult], None] | None = None,
     ) -> list[PredictionResult]:
         """Predict many scans, batching the network; a failing case is recorded and the rest go on.
 
-        ``progress`` is called with the number of cases finished since the last call.
+        ``progress`` is called with the number of cases finished since the last call;
+        ``on_result`` with each successful case and its result (e.g. to write saliency).
         """
         sources = list(sources)
         ages = list(ages) if ages is not None else [None] * len(sources)
@@ -227,6 +231,8 @@ class Predictor:
                 share = (time.perf_counter() - t0) / len(pending)
                 for row, (index, case, timings) in enumerate(pending):
                     results[index] = self._result(case, batch_ages[row], ages[index], {**timings, "forward": share})
+                    if on_result:
+                        on_result(case, results[index])
             if progress:
                 progress(len(pending))
             pending.clear()
@@ -250,13 +256,33 @@ class Predictor:
         return [r for r in results if r is not None]
 
     # -- saliency ----------------------------------------------------------------------------------
-    def saliency(self, case: PreparedCase, method: str = "guided-backprop", **kwargs) -> tuple[Volume, float]:
-        """Saliency map on the original scan's grid and the fraction of it inside the brain mask."""
+    def saliency(self, case: PreparedCase, method: str = "guided-backprop", **kwargs) -> SaliencyResult:
+        """Saliency of the ensemble's age on the model grid and on the original scan's grid."""
         x = torch.as_tensor(case.prepared.data[None, None], dtype=torch.float32, device=self.device)
         models = [m.float().to(memory_format=torch.contiguous_format) for m in self.models]
         on_model_grid = compute_saliency(models, x, method, **kwargs)
         on_input = to_reference_grid(on_model_grid, case.prepared.affine, case.volume)
-        return on_input, fraction_inside(on_input.data, case.brain_mask.data)
+        return SaliencyResult(method, on_model_grid, on_input, fraction_inside(on_input.data, case.brain_mask.data))
+
+
+def prepare_case(
+    volume: Volume, spec: PreprocessSpec, skull_strip: str, *, device: str = "cpu", allow_non_axial: bool = False
+) -> PreparedCase:
+    """Check, skull strip and preprocess one scan for the network."""
+    validate_volume(volume, allow_non_axial=allow_non_axial)
+    t0 = time.perf_counter()
+    brain, mask, label, warnings = strip_skull(volume, skull_strip, device=device)
+    t1 = time.perf_counter()
+    prepared = prepare(brain, spec)
+    t2 = time.perf_counter()
+    return PreparedCase(
+        volume=volume,
+        brain_mask=mask,
+        prepared=prepared,
+        skull_strip=label,
+        warnings=warnings,
+        timings={"skull_strip": t1 - t0, "preprocess": t2 - t1},
+    )
 
 
 def strip_skull(volume: Volume, backend: str, *, device: str = "cpu") -> tuple[Volume, Volume, str, list[str]]:

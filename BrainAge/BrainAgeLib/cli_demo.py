@@ -1,0 +1,91 @@
+"""``brainage demo``: the README's main job, on a real sample head.
+
+Makes a clinical-style thick-slice axial scan from the Colin27 head (7 mm,
+the method's synthetic slicing), skull strips it, prepares the model-ready
+volume and writes a QC picture. With ``--model`` it also predicts the age and
+draws the saliency map; without one it says plainly that no trained model is
+installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from .io import Volume, load_volume, save_nifti
+from .predict import Predictor, prepare_case
+from .report import qc_figure
+from .sample_data import sample_path
+from .slicing import synthetic_clinical_scans
+from .spec import PreprocessSpec
+from .tables import write_rows
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run the whole pipeline on a real sample head and write a QC picture")
+    p.add_argument("--input", help="a NIfTI scan (default: Colin27 head, sliced into a 7 mm axial clinical-style scan)")
+    p.add_argument("--model", help="model package folder; without it the pipeline stops at the model-ready volume")
+    p.add_argument("--age", type=float, help="chronological age of the input, if known")
+    p.add_argument("--skull-strip", default="auto", choices=("auto", "hd-bet", "deepbet", "none"), help="auto: hd-bet when installed")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
+    p.set_defaults(func=run)
+
+
+def _auto_backend() -> str:
+    if importlib.util.find_spec("BrainAgeLib.skullstrip") and importlib.util.find_spec("hd_bet"):
+        return "hd-bet"
+    return "none"
+
+
+def _default_input(out: Path, backend: str) -> Path:
+    """Colin27 sliced into a 7 mm axial scan (its pre-stripped brain when no skull stripper is installed)."""
+    source = sample_path("colin27_head" if backend != "none" else "colin27_brain")
+    clinical = synthetic_clinical_scans(load_volume(source), gap_mm=7.0)[0]
+    path = out / f"{source.name.split('.')[0]}_axial7mm.nii.gz"
+    save_nifti(clinical, path)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = _auto_backend() if args.skull_strip == "auto" else args.skull_strip
+    input_path = Path(args.input) if args.input else _default_input(out, backend)
+    volume = load_volume(input_path)
+    print(f"input        {input_path}  shape {volume.shape}  voxels {tuple(round(s, 2) for s in volume.spacing)} mm")
+    print(f"skull strip  {backend}")
+    lines: list[str] = []
+    saliency = None
+    if args.model:
+        predictor = Predictor(args.model, skull_strip=backend)
+        case = predictor.prepare_volume(volume)
+        result = predictor.predict_case(case, args.age)
+        sal = predictor.saliency(case)
+        saliency = sal.model_grid
+        save_nifti(sal.on_input, out / "saliency.nii.gz")
+        write_rows([{**result.to_row(), "saliency_inside_brain": sal.inside_brain}], out / "results.csv")
+        lines.append(f"predicted age {result.predicted_age:.1f} y (SD across folds {result.predicted_age_sd:.1f}), model {result.model}")
+        if predictor.package.card.synthetic_demo:
+            lines.append("model trained on SYNTHETIC data: a demonstration, not for clinical use")
+        print(f"prediction   {lines[0]}")
+        print(f"saliency     {sal.inside_brain:.1%} inside the brain mask -> {out / 'saliency.nii.gz'}")
+    else:
+        case = prepare_case(volume, PreprocessSpec(), backend)
+    prepared = case.prepared
+    save_nifti(case.brain_mask, out / "brain_mask.nii.gz", dtype="uint8")
+    save_nifti(Volume(prepared.data, prepared.affine), out / "model_input.nii.gz")
+    qc = "passed" if prepared.passed_qc else "FAILED: " + "; ".join(prepared.qc_messages)
+    lines.insert(0, f"skull strip {case.skull_strip}; background {prepared.background_fraction:.1%} of model input; QC {qc}")
+    picture = qc_figure(volume, case.brain_mask, prepared.data, out / "qc.png", title=input_path.name, saliency=saliency, lines=lines)
+    print(f"model input  {prepared.data.shape} at 2 mm, background {prepared.background_fraction:.1%}, QC {qc}")
+    for warning in case.warnings:
+        print(f"warning      {warning}")
+    print(f"QC picture   {picture}")
+    if not args.model:
+        print(
+            "\nNo trained model is installed: the pipeline stopped at the model-ready volume.\n"
+            "Pass --model PACKAGE_FOLDER to predict (see README, 'Training a model')."
+        )
+    return 0 if prepared.passed_qc else 1

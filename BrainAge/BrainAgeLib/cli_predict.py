@@ -1,0 +1,91 @@
+"""``brainage predict``: ages for one or many scans, one row per scan."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .calibration import load_calibration
+from .errors import BrainAgeError
+from .inputs import age_for, case_key, expand_inputs, read_ages
+from .io import save_nifti
+from .predict import PRECISIONS, Predictor
+from .saliency import METHODS as SALIENCY_METHODS
+from .tables import write_rows
+
+SKULL_STRIP_CHOICES = ("hd-bet", "deepbet", "none")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="predict brain age for scans, folders or a CSV list")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI files, folders (searched recursively) or CSV lists (column 'path', optional 'age')")
+    p.add_argument("--model", required=True, help="model package folder")
+    ages = p.add_mutually_exclusive_group()
+    ages.add_argument("--age", type=float, help="chronological age (years) of every input")
+    ages.add_argument("--ages", help="CSV/TSV with 'age' and 'path', 'file', 'participant_id' or 'subject'")
+    p.add_argument("--calibration", help="site calibration JSON (default: the one in the model card, if any)")
+    p.add_argument("--skull-strip", choices=SKULL_STRIP_CHOICES, default="hd-bet", help="brain extraction (default hd-bet, the paper's)")
+    p.add_argument("--saliency", metavar="DIR", help="write a saliency map per scan into DIR (on the scan's own grid)")
+    p.add_argument("--saliency-method", choices=SALIENCY_METHODS, default="guided-backprop")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--allow-non-axial", action="store_true", help="accept sagittal/coronal acquisitions (not validated)")
+    p.add_argument("--out", required=True, help="results CSV (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} exists; pass --overwrite or choose another --out", file=sys.stderr)
+        return 2
+    try:
+        cases = expand_inputs(args.inputs)
+        ages = read_ages(args.ages) if args.ages else {}
+        calibration = load_calibration(args.calibration) if args.calibration else None
+        predictor = Predictor(
+            args.model,
+            device=args.device,
+            precision=args.precision,
+            calibration=calibration,
+            skull_strip=args.skull_strip,
+            allow_non_axial=args.allow_non_axial,
+        )
+    except (BrainAgeError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not cases:
+        print("error: no NIfTI inputs found", file=sys.stderr)
+        return 2
+    saliency_dir = Path(args.saliency) if args.saliency else None
+    extra: dict[str, dict] = {}
+
+    def write_saliency(case, result) -> None:
+        try:
+            sal = predictor.saliency(case, args.saliency_method)
+            path = saliency_dir / f"{case_key(case.volume.source)}_saliency.nii.gz"
+            save_nifti(sal.on_input, path)
+            extra[result.source] = {"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)}
+        except (BrainAgeError, OSError, RuntimeError, ValueError) as exc:
+            result.qc_flags.append(f"saliency failed: {exc}")
+
+    with tqdm(total=len(cases), desc="brain age", unit="scan") as bar:
+        results = predictor.predict_many(
+            [c.path for c in cases],
+            [age_for(c, ages, args.age) for c in cases],
+            batch_size=args.batch_size,
+            progress=bar.update,
+            on_result=write_saliency if saliency_dir else None,
+        )
+    rows = [{**r.to_row(), **extra.get(r.source, {})} for r in results]
+    write_rows(rows, out)
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"FAILED {r.source}: {r.error}", file=sys.stderr)
+    print(f"{len(results) - len(failed)} of {len(results)} scans predicted; results in {out}")
+    return 1 if failed else 0
