@@ -8,6 +8,7 @@ Its GUI (customtkinter) is only imported by ``deepbet.ui``, never here.
 from __future__ import annotations
 
 import importlib.metadata
+import warnings as _warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,9 @@ def predict_mask(
     model_path, bbox_path = weight_files()
     from deepbet import BrainExtraction
 
-    extractor = BrainExtraction(no_gpu=True, model_path=str(model_path), bbox_model_path=str(bbox_path))
+    with _warnings.catch_warnings():  # torch.jit.load deprecation notice, not ours to fix
+        _warnings.simplefilter("ignore", DeprecationWarning)
+        extractor = BrainExtraction(no_gpu=True, model_path=str(model_path), bbox_model_path=str(bbox_path))
     extractor.model.to(torch.device(device))
     extractor.bbox_model.to(torch.device(device))
     image = np.ascontiguousarray(np.asarray(data, dtype=np.float32))

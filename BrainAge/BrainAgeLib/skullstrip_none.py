@@ -60,5 +60,5 @@ def skull_warnings(tissue: np.ndarray, spacing: tuple[float, float, float]) -> l
     return [
         "skull-strip backend 'none' was chosen, but this image still seems to contain skull and scalp: "
         + "; ".join(reasons)
-        + ". Use --skull-strip hd-bet or deepbet, or give a brain-only image."
+        + ". Choose the hd-bet or deepbet backend instead, or give a brain-only image."
     ]
