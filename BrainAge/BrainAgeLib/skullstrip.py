@@ -138,7 +138,9 @@ def skull_strip(
         )
     mask_data = from_canonical(np.asarray(mask_canonical, dtype=np.uint8), volume.affine)
     if mask_data.shape != volume.shape:
-        raise SkullStripError(f"mask shape {mask_data.shape} differs from the input {volume.shape}; please report this.")
+        raise SkullStripError(
+            f"mask shape {mask_data.shape} differs from the input {volume.shape}; please report this."
+        )
     mask_data = np.ascontiguousarray(mask_data)
     mask = Volume(data=mask_data, affine=np.array(volume.affine, dtype=float), source=volume.source)
     brain_data = np.where(mask_data > 0, np.asarray(volume.data, dtype=np.float32), np.float32(0))
