@@ -1,0 +1,86 @@
+"""Model packages: safetensors round trip, checksums, and refusal of pickles."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from BrainAgeLib.errors import ChecksumError, ModelPackageError, UnsafeWeightsError
+from BrainAgeLib.package import CARD_NAME, ModelCard, load_package, read_card, save_package
+from BrainAgeLib.spec import PreprocessSpec
+from conftest import scaled_model
+
+
+@pytest.fixture()
+def package_copy(tmp_path, two_fold_package):
+    return shutil.copytree(two_fold_package, tmp_path / "copy")
+
+
+def test_round_trip_gives_identical_outputs(two_fold_package):
+    package = load_package(two_fold_package)
+    assert len(package.models) == 2
+    x = torch.randn(1, 1, 80, 120, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for seed, model in enumerate(package.models):
+            assert torch.equal(model(x), scaled_model(seed)(x))
+    card = package.card
+    assert card.preprocess_spec == PreprocessSpec()
+    assert [f["file"] for f in card.folds] == ["fold0.safetensors", "fold1.safetensors"]
+    assert all(len(f["sha256"]) == 64 for f in card.folds)
+
+
+def test_card_keeps_calibration_spec_and_metrics(tmp_path):
+    card = ModelCard(
+        name="m", version="1", preprocess=PreprocessSpec(crop_center="image").to_dict(),
+        calibration={"slope": 0.8, "intercept": 10.0, "method": "all", "n_controls": 5, "age_min": 20, "age_max": 80},
+        training_data={"subjects": 12}, folds=[{"file": "fold0.safetensors", "metrics": {"val_mae": 3.2}}],
+    )
+    path = save_package(tmp_path / "p", [scaled_model(0)], card)
+    again = read_card(path)
+    assert again.preprocess_spec.crop_center == "image"
+    assert again.calibration["slope"] == 0.8 and again.training_data == {"subjects": 12}
+    assert again.folds[0]["metrics"] == {"val_mae": 3.2}
+    with pytest.raises(FileExistsError):
+        save_package(tmp_path / "p", [scaled_model(0)], card)
+
+
+def test_tampered_weights_fail_the_checksum(package_copy):
+    weights = package_copy / "fold1.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="fold1.safetensors"):
+        load_package(package_copy)
+
+
+def test_pickled_weights_are_refused_without_unpickling(package_copy, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Evil()}, package_copy / "fold0.safetensors")  # a pickle disguised by its name
+    with pytest.raises(UnsafeWeightsError):
+        load_package(package_copy)
+    assert not marker.exists()
+    torch.save({"w": torch.zeros(1)}, tmp_path / "model.pt")
+    with pytest.raises(UnsafeWeightsError, match="refused"):
+        load_package(tmp_path / "model.pt")
+
+
+def test_newer_format_unknown_architecture_and_missing_card(package_copy, tmp_path):
+    card_path = package_copy / CARD_NAME
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "format_version": 99}))
+    with pytest.raises(ModelPackageError, match="newer"):
+        load_package(package_copy)
+    card_path.write_text(json.dumps({**card, "architecture": {"name": "resnet"}}))
+    with pytest.raises(ModelPackageError, match="architecture"):
+        load_package(package_copy)
+    card_path.write_text(json.dumps({**card, "preprocess": {**card["preprocess"], "version": 7}}))
+    with pytest.raises(ModelPackageError, match="newer"):
+        load_package(package_copy)
+    with pytest.raises(ModelPackageError, match="no model_card.json"):
+        load_package(tmp_path)

@@ -1,0 +1,67 @@
+"""Saliency maps land on the input's exact grid."""
+
+import numpy as np
+import pytest
+import torch
+
+from BrainAgeLib.io import Volume, load_volume, save_nifti, load_nifti
+from BrainAgeLib.predict import Predictor
+from BrainAgeLib.saliency import compute_saliency, fraction_inside, to_reference_grid
+
+
+@pytest.fixture(scope="module")
+def predictor(two_fold_package):
+    return Predictor(two_fold_package, device="cpu", skull_strip="none")
+
+
+def test_guided_backprop_map_on_input_grid_and_saved(predictor, mni_brain_path, tmp_path):
+    volume = load_volume(mni_brain_path)  # LAS order: the map must come back in LAS too
+    case = predictor.prepare_volume(volume)
+    sal = predictor.saliency(case, "guided-backprop")
+    assert sal.model_grid.shape == (80, 120, 40) and sal.model_grid.min() >= 0 and sal.model_grid.max() > 0
+    assert sal.on_input.shape == volume.shape
+    np.testing.assert_array_equal(sal.on_input.affine, volume.affine)
+    path = save_nifti(sal.on_input, tmp_path / "sal.nii.gz")
+    again = load_nifti(path)
+    np.testing.assert_allclose(again.affine, volume.affine, atol=1e-5)
+    assert 0.5 < sal.inside_brain <= 1.0
+    # activations are restored after the guided pass
+    assert all(m.inplace for m in predictor.models[0].modules() if isinstance(m, torch.nn.LeakyReLU))
+
+
+def test_integrated_gradients_runs_through_captum(predictor, colin_brain_path):
+    case = predictor.prepare_volume(load_volume(colin_brain_path))
+    sal = predictor.saliency(case, "integrated-gradients", steps=2)
+    assert sal.on_input.shape == case.volume.shape and sal.model_grid.max() > 0
+    with pytest.raises(ValueError, match="unknown saliency"):
+        compute_saliency(predictor.models, torch.zeros(1, 1, 80, 120, 40), "lime")
+
+
+def test_resampling_back_puts_a_point_at_the_same_world_position(colin_brain):
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-80, -120, -40]
+    blob = np.zeros((80, 120, 40), np.float32)
+    world = np.array([10.0, -20.0, 30.0])
+    ijk = np.round((world - affine[:3, 3]) / 2).astype(int)
+    blob[ijk[0] - 2 : ijk[0] + 3, ijk[1] - 2 : ijk[1] + 3, ijk[2] - 2 : ijk[2] + 3] = 1.0  # 1 cm cube
+    # an oblique, thick-slice reference grid
+    theta = np.deg2rad(10)
+    rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    ref_affine = np.eye(4)
+    ref_affine[:3, :3] = rot @ np.diag([1.0, 1.0, 6.0])
+    ref_affine[:3, 3] = [-90, -110, -70]
+    reference = Volume(np.zeros((181, 217, 30), np.float32), ref_affine)
+    out = to_reference_grid(blob, affine, reference)
+    assert out.shape == reference.shape
+    np.testing.assert_array_equal(out.affine, ref_affine)
+    assert out.data.sum() > 0
+    idx = np.argwhere(out.data > 0)
+    w = out.data[out.data > 0]
+    centroid = (idx * w[:, None]).sum(axis=0) / w.sum()
+    assert np.linalg.norm((ref_affine @ np.r_[centroid, 1])[:3] - world) < 1.5
+
+
+def test_fraction_inside():
+    sal = np.array([1.0, 3.0, 0.0, 4.0])
+    mask = np.array([1, 0, 1, 1])
+    assert fraction_inside(sal, mask) == pytest.approx(5 / 8)
