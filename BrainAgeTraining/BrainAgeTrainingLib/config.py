@@ -1,0 +1,194 @@
+"""Training configuration: METHOD.md's values by default, every one overridable.
+
+A YAML or JSON file holds any subset of the fields (nested ``augment`` and
+``model`` blocks); unknown keys are an error, so a typo never silently falls
+back to a default. The resolved configuration is saved with every run
+(``RUN_DIR/config.json``) and a resumed run must use the same one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from BrainAgeLib.io import atomic_path
+from BrainAgeLib.model import DEFAULT_CONFIG as DEFAULT_MODEL_CONFIG
+
+
+class ConfigError(ValueError):
+    """A training configuration file is unreadable or holds unknown / invalid values."""
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Per-epoch augmentation (METHOD.md): shifts in voxels, mirror probability, gamma and intensity ranges."""
+
+    enabled: bool = True
+    shift_voxels: tuple[int, int, int] = (10, 10, 2)  # sagittal, coronal, axial
+    mirror_probability: float = 0.5  # across the mid-sagittal plane (voxel axis 0)
+    gamma_range: tuple[float, float] = (0.7, 1.3)
+    intensity_range: tuple[float, float] = (0.7, 1.3)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; defaults follow Kim et al. 2025."""
+
+    # optimisation (METHOD.md "Training")
+    epochs: int = 70
+    batch_size: int = 32  # global batch; divided among DDP processes
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.9)
+    weight_decay: float = 1e-4
+    lr_factor: float = 0.5  # ReduceLROnPlateau: halve ...
+    lr_patience: int = 5  # ... after this many epochs without validation improvement
+    loss: str = "mse"
+    # "none": the paper's zero output bias; "mean_age": start the output at the training set's mean age
+    # (the project's option for short runs, e.g. the synthetic demo; it does not change the optimum)
+    init_output_bias: str = "none"
+    # cross-validation
+    n_folds: int = 5
+    folds: tuple[int, ...] | None = None  # train only these folds (default: all)
+    split_by: str = "subject"
+    stratify_by_age: bool = True
+    seed: int = 0
+    # data
+    min_years_between_scans: float = 5.0  # one scan per subject unless scans are further apart
+    max_offsets: int | None = None  # synthetic slicing offsets kept per 3D scan (None: all, as in the paper)
+    skull_strip: str = "auto"  # auto: the subject's brain mask when the data set has one, else hd-bet
+    cache_dir: str | None = None  # default RUN_DIR/cache
+    prepare_jobs: int = max(1, min(4, os.cpu_count() or 1))
+    # loading and speed
+    num_workers: int = 0
+    device: str = "auto"
+    amp: bool = True  # float16 autocast + GradScaler on CUDA (ignored on CPU)
+    channels_last: bool = False
+    threads: int | None = None  # torch CPU threads per process
+    log_every: int = 1
+    tensorboard: bool = True
+    # network (BrainAgeLib.model.build_model config; the paper's DenseNet-169 by default)
+    model: dict = field(default_factory=lambda: dict(DEFAULT_MODEL_CONFIG))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # export
+    name: str = "brainage-densenet169"
+    version: str = "0.1.0"
+    description: str = ""
+    calibration_method: str = "extremes"
+    synthetic_demo: bool = False
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        return json.loads(json.dumps(data))  # tuples -> lists, plain JSON types
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Defaults overridden by ``data``; unknown keys raise :class:`ConfigError`."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {unknown}; valid settings: {sorted(known)}")
+        augment = data.pop("augment", None) or {}
+        if isinstance(augment, AugmentConfig):
+            augment = asdict(augment)
+        aug_known = {f.name for f in fields(AugmentConfig)}
+        bad = sorted(set(augment) - aug_known)
+        if bad:
+            raise ConfigError(f"unknown augmentation setting(s) {bad}; valid: {sorted(aug_known)}")
+        for key in ("shift_voxels", "gamma_range", "intensity_range"):
+            if key in augment:
+                augment[key] = tuple(augment[key])
+        model = {**DEFAULT_MODEL_CONFIG, **(data.pop("model", None) or {})}
+        for key in ("betas", "folds"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        config = cls(**data, model=model, augment=AugmentConfig(**augment))
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append("epochs must be >= 1")
+        if self.batch_size < 1:
+            problems.append("batch_size must be >= 1")
+        if self.n_folds < 2:
+            problems.append("n_folds must be >= 2 (each fold needs its own validation and test subjects)")
+        if self.folds is not None and any(not 0 <= f < self.n_folds for f in self.folds):
+            problems.append(f"folds {list(self.folds)} must lie in 0..{self.n_folds - 1}")
+        if self.loss != "mse":
+            problems.append("loss must be 'mse' (the paper's loss)")
+        if self.split_by != "subject":
+            problems.append("split_by must be 'subject' (splitting by scan would leak subjects across splits)")
+        if self.init_output_bias not in ("none", "mean_age"):
+            problems.append("init_output_bias must be 'none' or 'mean_age'")
+        if self.calibration_method not in ("extremes", "all"):
+            problems.append("calibration_method must be 'extremes' or 'all'")
+        if problems:
+            raise ConfigError("invalid training configuration: " + "; ".join(problems))
+
+    def with_overrides(self, **changes) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def fold_list(self) -> list[int]:
+        return list(self.folds) if self.folds is not None else list(range(self.n_folds))
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """Read a YAML (.yaml/.yml) or JSON file into a dict of overrides."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the training configuration ({exc})") from exc
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text or "{}")
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
+        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping of setting: value")
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides) -> TrainConfig:
+    """Defaults <- file <- keyword overrides."""
+    data = read_config_file(path) if path else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(data)
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(config.to_dict(), indent=2))
+    return Path(path)
+
+
+# Settings that may change between a run and its resumption without changing the result.
+RESUME_SAFE = {"num_workers", "prepare_jobs", "device", "threads", "log_every", "tensorboard", "cache_dir", "folds"}
+
+
+def resume_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:
+    """Settings that differ between a saved run and a resume request (and would change the result)."""
+    a, b = saved.to_dict(), new.to_dict()
+    return sorted(k for k in a if k not in RESUME_SAFE and a[k] != b.get(k))
+
+
+__all__ = [
+    "AugmentConfig",
+    "ConfigError",
+    "TrainConfig",
+    "load_config",
+    "read_config_file",
+    "resume_differences",
+    "save_config",
+    "replace",
+]
