@@ -55,7 +55,8 @@ class AgeingRates:
     thinning_knee: float = 60.0
     thinning_accel: float = 0.0003  # mm/yr^2 past the knee
     wm_peak_age: float = 45.0  # white matter volume peaks here
-    wm_boundary_k: float = 4.0e-4  # mm/yr^2: boundary shift = -k (age - peak)^2
+    wm_boundary_k: float = 4.0e-4  # mm/yr^2 before the peak: boundary = -k (age - peak)^2
+    wm_boundary_k_after: float = 1.5e-4  # mm/yr^2 after it (later WM loss is mostly periventricular)
     mtl_knee: float = 50.0  # healthy medial temporal loss starts
     mtl_extra_at_85: float = 0.8  # mm of extra MTL thinning at 85 in healthy ageing
     ad_mtl_mm: float = 2.0  # extra MTL thinning (mm) at AD severity 1
@@ -63,7 +64,7 @@ class AgeingRates:
     ad_ventricle_gain: float = 0.4  # ventricle volume x (1 + gain * severity)
     wmh_midpoint: float = 74.0  # age (y) of half-maximal WMH load
     wmh_width: float = 6.0
-    wmh_max_fraction: float = 0.30  # of the periventricular white-matter band
+    wmh_max_fraction: float = 0.20  # of the periventricular white-matter band
 
 
 def ventricle_log_ratio(age: float, r: AgeingRates) -> float:
@@ -86,7 +87,8 @@ def cortical_thinning_mm(age: float, r: AgeingRates) -> float:
 
 def wm_boundary_mm(age: float, r: AgeingRates) -> float:
     """White matter boundary position (mm, + = grown into the cortex), peaking at ``wm_peak_age``."""
-    return -r.wm_boundary_k * (age - r.wm_peak_age) ** 2
+    k = r.wm_boundary_k if age < r.wm_peak_age else r.wm_boundary_k_after
+    return -k * (age - r.wm_peak_age) ** 2
 
 
 def mtl_extra_mm(age: float, r: AgeingRates) -> float:
@@ -163,12 +165,25 @@ def _ramp(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0.0, 1.0)
 
 
+def ventricle_volume_curve(vent_sorted: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Ventricle volume (voxels) after moving the wall by each alpha (mm).
+
+    A voxel whose centre is at signed wall distance d covers [d - 0.5, d + 0.5], so
+    V(alpha) = sum clip(alpha - d + 0.5, 0, 1): continuous in alpha, V(0) = the template's.
+    """
+    d = vent_sorted
+    cum = np.r_[0.0, np.cumsum(d, dtype=np.float64)]
+    lo = np.searchsorted(d, alphas - 0.5)
+    hi = np.searchsorted(d, alphas + 0.5)
+    return lo + (alphas + 0.5) * (hi - lo) - (cum[hi] - cum[lo])
+
+
 def solve_ventricle_shift(bands: AgeingBands, ratio: float) -> float:
-    """Wall shift alpha (mm) whose dilated/eroded ventricle {d < alpha} has ``ratio`` x the volume."""
-    d = bands.vent_sorted
-    v0 = float(np.searchsorted(d, 0.0))
-    target = np.clip(ratio * v0, 1.0, len(d) - 1.0)
-    return float(np.interp(target, np.arange(len(d)), d))
+    """Wall shift alpha (mm) that gives ``ratio`` x the template's ventricle volume."""
+    alphas = np.linspace(-8.0, 30.0, 1901)
+    vol = ventricle_volume_curve(bands.vent_sorted, alphas)
+    v0 = float(ventricle_volume_curve(bands.vent_sorted, np.zeros(1))[0])
+    return float(np.interp(ratio * v0, vol, alphas))
 
 
 def ventricle_displacement(e: np.ndarray, alpha: float, clamp: float = 1.0) -> np.ndarray:
@@ -242,7 +257,7 @@ def age_anatomy(
         score = np.exp(-bands.wmh_dist / 4.0) + 0.6 * noise
         thr = np.quantile(score, 1.0 - load)
         w = _ramp((score - thr) / 0.15).astype(np.float32)
-        dark = tpl.means[WM] - (tpl.means[GM] - 0.05)
+        dark = 0.6 * (tpl.means[WM] - tpl.means[GM])  # T1-hypointense, between white and grey matter
         intensity[bands.wmh_idx] -= w * dark
         labels[bands.wmh_idx[w > 0.5]] = 5
         relabel[bands.wmh_idx] = np.maximum(relabel[bands.wmh_idx], w)

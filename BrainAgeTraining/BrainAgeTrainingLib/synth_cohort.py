@@ -83,6 +83,7 @@ class CohortSpec:
     thickness_mm: tuple[float, float] = (5.0, 7.0)  # clinical slice thickness range
     gap_probability: float = 0.5  # clinical: chance of a gap between slices
     age_range: tuple[float, float] | None = None  # overrides every cohort's age range (uniform)
+    sites: tuple[str, ...] = tuple(s.name for s in SITES)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def draw_subject(spec: CohortSpec, index: int) -> SubjectSpec:
     sex = "M" if rng.random() < 0.5 else "F"
     return SubjectSpec(
         participant_id=f"sub-{index + 1:04d}", index=index, age=round(float(age), 1), sex=sex, cohort=cohort.name,
-        site=SITES[int(rng.integers(len(SITES)))].name, acquisition=style,
+        site=spec.sites[int(rng.integers(len(spec.sites)))], acquisition=style,
         biological_age=round(float(age + gap), 1), mmse=mmse_like(gap, severity, age, rng),
         head=spec.heads[int(rng.integers(len(spec.heads)))], severity=round(severity, 3),
         seed=int(rng.integers(2**31)),
