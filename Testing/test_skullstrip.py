@@ -211,7 +211,7 @@ def test_unknown_backend_is_refused(colin_brain):
         skull_strip(colin_brain, "bet2")
 
 
-def test_cuda_request_without_cuda_is_refused(colin_head):
+def test_cuda_request_without_cuda_is_refused():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

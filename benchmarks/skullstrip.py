@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = f"HD-BET folds={args.folds}, TTA={'on' if args.tta else 'off'}"
     print(f"\nSkull stripping on real heads ({platform.machine()}, {os.cpu_count()} CPU cores, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads, device {args.device}; {settings}; "
-          f"time = median of {args.repeats} runs, each in a fresh process)\n")
+          f"time = median of {args.repeats} runs, each in a fresh process; "
+          f"load average at the end {os.getloadavg()[0]:.1f})\n")
     print("| backend | version | head | grid | shape | time (s) | peak RSS (MB) | Dice vs reference "
           "| brain (mL) | QC | same grid |")
     print("|---|---|---|---|---|---:|---:|---:|---:|---|---|")
