@@ -11,8 +11,9 @@ everything the ageing model needs, computed once and cached as ``.npz``:
   boundaries follow the real head's intensities, not the template's;
 * the lateral + third ventricles: connected components of CSF lying deeper than
   15 mm below the brain-mask surface and within 35 mm of the mid-sagittal plane,
-  each larger than 0.5 mL, grown geodesically 6 mm into CSF deeper than 6 mm
-  (reaching the temporal horns and the third ventricle);
+  each larger than 0.5 mL and a fifth of the largest, grown geodesically 6 mm into CSF deeper
+  than 6 mm (reaching the temporal horns and the third ventricle); posterior midline cisterns
+  and the posterior fossa are excluded by MNI position;
 * signed distance fields (mm) to the pial surface, the grey/white boundary and the
   ventricle surface, plus the ventricle's outward normal field;
 * a medial temporal lobe (hippocampus/amygdala) weight map and a wider
@@ -37,7 +38,7 @@ from BrainAgeLib.io import Volume, load_nifti, to_canonical
 #: Working grid spacing (mm) for all templates.
 WORK_SPACING = 1.0
 #: Bump when the preparation changes so stale caches are rebuilt.
-CACHE_VERSION = "6"
+CACHE_VERSION = "8"
 #: Tissue channels in :attr:`HeadTemplate.prob` order.
 CSF, GM, WM = 0, 1, 2
 
@@ -174,15 +175,20 @@ def fit_tissue_classes(
     return prob, mu[order].astype(np.float32)
 
 
-def find_ventricles(labels: np.ndarray, mask: np.ndarray, spacing: float = WORK_SPACING) -> np.ndarray:
+def find_ventricles(
+    labels: np.ndarray, mask: np.ndarray, spacing: float = WORK_SPACING, exclude: np.ndarray | None = None
+) -> np.ndarray:
     """Lateral + third ventricles from hard labels (1 CSF, 2 GM, 3 WM): deep central CSF components.
 
     Deep = more than 15 mm below the brain-mask surface; central = component centroid
-    within 35 mm of the mask's mid-sagittal plane; components under 0.5 mL are dropped.
+    within 35 mm of the mask's mid-sagittal plane; components under 0.5 mL or under a
+    fifth of the largest (deep cisterns) are dropped.
     The seeds are then grown 6 mm through CSF that is at least 6 mm deep.
     """
     depth = ndimage.distance_transform_edt(mask > 0.5) * spacing
     csf = labels == 1
+    if exclude is not None:
+        csf &= ~exclude
     seeds = csf & (depth > 15.0)
     comp, n = ndimage.label(seeds, structure=np.ones((3, 3, 3)))
     if n == 0:
@@ -190,7 +196,9 @@ def find_ventricles(labels: np.ndarray, mask: np.ndarray, spacing: float = WORK_
     centre_x = np.argwhere(mask > 0.5)[:, 0].mean()
     sizes = ndimage.sum(seeds, comp, index=np.arange(1, n + 1)) * spacing**3
     cents = ndimage.center_of_mass(seeds, comp, index=np.arange(1, n + 1))
-    keep = [i + 1 for i in range(n) if sizes[i] > 500.0 and abs(cents[i][0] - centre_x) * spacing < 35.0]
+    central = [i for i in range(n) if sizes[i] > 500.0 and abs(cents[i][0] - centre_x) * spacing < 35.0]
+    biggest = max((sizes[i] for i in central), default=0.0)
+    keep = [i + 1 for i in central if sizes[i] >= 0.2 * biggest]  # drops deep cisterns (small seeds)
     vent = np.isin(comp, keep)
     allowed = csf & (depth > 6.0)
     for _ in range(int(round(6.0 / spacing))):
@@ -261,7 +269,15 @@ def prepare_template(source: HeadSource, data_dir: Path | None = None) -> HeadTe
     img = (img / scale).astype(np.float32)
     means = (means / scale).astype(np.float32)
     labels = np.where(msk, np.argmax(prob, axis=0) + 1, 0).astype(np.uint8)
-    vent = find_ventricles(labels, msk.astype(np.float32))
+    # posterior midline cisterns (quadrigeminal, superior cerebellar) and the posterior fossa are not
+    # lateral/third ventricle: excluded by MNI position (mapped by brain-mask extents)
+    to_world, scale = _moments_map(msk, affine)
+    origin = to_world(np.zeros(3))
+    idx = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    mni = (((affine[:3, :3] @ idx) + affine[:3, 3:4]) - origin[:, None]) / scale[:, None]
+    excl = ((np.abs(mni[0]) < 10) & (mni[1] < -32) & (mni[2] < 12)) | ((mni[1] < -40) & (mni[2] < -20))
+    vent = find_ventricles(labels, msk.astype(np.float32), exclude=excl.reshape(shape))
+    del idx, mni
     is_v = vent > 0.5
     gm_hard, wm_hard = labels == 2, labels == 3
     sulcal = (labels == 1) & ~is_v
@@ -277,7 +293,6 @@ def prepare_template(source: HeadSource, data_dir: Path | None = None) -> HeadTe
     vdist_s = ndimage.gaussian_filter(np.clip(vdist, -20, 60), 1.5)
     grad = np.stack(np.gradient(vdist_s)).astype(np.float32)
     grad /= np.maximum(np.linalg.norm(grad, axis=0, keepdims=True), 0.2)
-    to_world, _ = _moments_map(msk, affine)
     mtl = _blob_weight(shape, affine, [to_world([s * 26, -20, -16]) for s in (-1, 1)], [(6, 12, 7)] * 2)
     temporal = _blob_weight(
         shape, affine,
