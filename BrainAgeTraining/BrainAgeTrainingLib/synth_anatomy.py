@@ -100,6 +100,11 @@ class HeadTemplate:
         return lab
 
     @cached_property
+    def geometry(self) -> np.ndarray:
+        """(4, X, Y, Z): ventricle wall distance and outward normal, stacked once for sampling."""
+        return np.ascontiguousarray(np.concatenate([self.vent_dist[None], self.vent_normal]), dtype=np.float32)
+
+    @cached_property
     def brain_centre(self) -> np.ndarray:
         """World (mm) centroid of the brain mask."""
         idx = np.argwhere(self.mask > 0.5).mean(axis=0)

@@ -236,8 +236,8 @@ def _coordinates(tpl: HeadTemplate, aged: AgedAnatomy, pose: Pose, grid: Grid, a
         ut = _sample(torch.from_numpy(u), torch.from_numpy(rel.astype(np.float32))).numpy()
         xt = xt + np.moveaxis(ut, 0, -1)
     tv = (xt @ tpl_inv[:3, :3].T + tpl_inv[:3, 3]).astype(np.float32)
-    geo = torch.from_numpy(np.concatenate([tpl.vent_dist[None], tpl.vent_normal]).astype(np.float32))
-    g = _sample(geo, torch.from_numpy(tv)).numpy()
+    g = _sample(torch.from_numpy(tpl.geometry), torch.from_numpy(tv.reshape(-1, 3))).numpy()
+    g = g.reshape((4,) + tv.shape[:-1])
     dshift = ventricle_displacement(g[0], aged.ventricle_shift)
     src = tv - np.moveaxis(g[1:] * dshift[None], 0, -1) / np.abs(np.diag(tpl.affine)[:3])
     # grid_sample coordinates for a volume laid out (C, Z, X, Y): last axis = (y, x, z) in [-1, 1]
@@ -261,7 +261,8 @@ def _sample_zxy(volume: np.ndarray, grid: torch.Tensor, mode: str = "bilinear") 
 def acquire(tpl: HeadTemplate, aged: AgedAnatomy, pose: Pose, acq: Acquisition) -> Scan:
     """Image the aged anatomy with the pose and protocol; returns the scan on its stored grid.
 
-    The ageing map is max(relabelled tissue fraction, ventricular displacement / 3 mm), 0..1.
+    The ageing map is max(relabelled tissue fraction, ventricular displacement / 3 mm), 0..1,
+    rounded to 0.01 with values under 0.02 set to 0.
     """
     torch.set_num_threads(1)
     grid = make_grid(acq, tpl.brain_centre + np.array([0.0, 0.0, 8.0]))
@@ -285,7 +286,7 @@ def acquire(tpl: HeadTemplate, aged: AgedAnatomy, pose: Pose, acq: Acquisition) 
     n1 = torch.randn(shape, generator=gen) * acq.noise
     n2 = torch.randn(shape, generator=gen) * acq.noise
     image = torch.sqrt((image * bias + n1) ** 2 + n2**2) * acq.gain
-    return Scan(
-        image=image.numpy(), labels=lab[0].permute(1, 2, 0).numpy().astype(np.uint8),
-        ageing_map=samp[1].permute(1, 2, 0).contiguous().numpy(), grid=grid,
-    )
+    ageing = samp[1].permute(1, 2, 0).numpy()
+    ageing = np.where(ageing < 0.02, 0.0, np.round(ageing, 2)).astype(np.float32)  # compact, exact ground truth
+    return Scan(image=image.numpy(), labels=lab[0].permute(1, 2, 0).numpy().astype(np.uint8), ageing_map=ageing,
+                grid=grid)
