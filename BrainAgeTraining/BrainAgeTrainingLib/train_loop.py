@@ -118,9 +118,22 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
 
 
-def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def _plain_state(model: nn.Module, shift: float = 0.0, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """CPU copy of the weights; with target scaling, the output layer is folded back to years."""
     inner = model.module if hasattr(model, "module") else model
-    return {k: v.detach().cpu().contiguous().clone() for k, v in inner.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in inner.state_dict().items()}
+    if (shift, scale) != (0.0, 1.0):
+        state["class_layers.out.weight"] = state["class_layers.out.weight"] * scale
+        state["class_layers.out.bias"] = state["class_layers.out.bias"] * scale + shift
+    return state
+
+
+def target_scaling(train_samples: list[CachedSample], config: TrainConfig) -> tuple[float, float]:
+    """(mean, SD) of the training ages when ``standardize_targets``, else (0, 1)."""
+    if not config.standardize_targets or not train_samples:
+        return 0.0, 1.0
+    ages = np.array([s.age for s in train_samples], dtype=np.float64)
+    return float(ages.mean()), float(max(ages.std(), 1.0))
 
 
 def write_metrics(history: list[dict], path: Path) -> None:
@@ -133,8 +146,8 @@ def write_metrics(history: list[dict], path: Path) -> None:
 
 
 def predict_samples(model: nn.Module, dataset: CachedDataset, config: TrainConfig, ctx: DistContext,
-                    device: torch.device, batch: int) -> dict[int, float]:
-    """Predicted age per sample index (gathered from all ranks)."""
+                    device: torch.device, batch: int, shift: float = 0.0, scale: float = 1.0) -> dict[int, float]:
+    """Predicted age per sample index (gathered from all ranks); ``shift + scale * output``."""
     sampler = EpochSampler(len(dataset), config.seed, dataset.fold, ctx, shuffle=False)
     loader = _loader(dataset, sampler, batch, config, device)
     model.eval()
@@ -146,7 +159,7 @@ def predict_samples(model: nn.Module, dataset: CachedDataset, config: TrainConfi
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             with _autocast(config, device):
                 pred = model(x)[:, 0].float()
-            out.update(zip(idx.tolist(), pred.cpu().tolist()))
+            out.update(zip(idx.tolist(), (shift + scale * pred.double()).cpu().tolist()))
     merged: dict[int, float] = {}
     for part in all_gather_objects(out, ctx):
         merged.update(part)
@@ -178,9 +191,7 @@ def train_fold(
     ckpt_path = fold_dir / "checkpoint.pt"
     best_path = fold_dir / "best.safetensors"
     model = build_model(config.model, seed=config.seed * 1000 + fold).to(device)
-    if config.init_output_bias == "mean_age" and train_samples:
-        with torch.no_grad():
-            model.class_layers.out.bias.fill_(float(np.mean([s.age for s in train_samples])))
+    shift, scale = target_scaling(train_samples, config)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=tuple(config.betas),
@@ -225,7 +236,7 @@ def train_fold(
                    disable=not (progress and ctx.is_main), dynamic_ncols=True, file=sys.stderr)
         for x, y, _ in bar:
             x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+            y = (y.to(device, non_blocking=True) - shift) / scale
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             with _autocast(config, device):
@@ -235,14 +246,14 @@ def train_fold(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum += float(loss.detach()) * len(y) * scale ** 2  # in years^2
             count += len(y)
             elapsed = time.perf_counter() - t0
             bar.set_postfix(loss=f"{loss_sum / max(count, 1):.2f}", samples_s=f"{count * ctx.world_size / max(elapsed, 1e-9):.1f}")
         bar.close()
         loss_sum, count = all_reduce_sum([loss_sum, float(count)], ctx, device)
         train_seconds = time.perf_counter() - t0
-        preds = predict_samples(net, val_set, config, ctx, device, per_rank_batch)
+        preds = predict_samples(net, val_set, config, ctx, device, per_rank_batch, shift, scale)
         errors = np.array([preds[i] - s.age for i, s in enumerate(val_samples)])
         val_loss = float(np.mean(errors ** 2)) if len(errors) else math.nan
         val_mae = float(np.mean(np.abs(errors))) if len(errors) else math.nan
@@ -257,7 +268,7 @@ def train_fold(
         if ctx.is_main:
             if improved:
                 with atomic_path(best_path) as tmp:
-                    save_file(_plain_state(net), str(tmp))
+                    save_file(_plain_state(net, shift, scale), str(tmp))
             state = {"epoch": epoch + 1, "model": _plain_state(net), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "best_val_loss": best_loss,
                      "best_epoch": best_epoch, "history": history, "rng": _rng_state()}

@@ -1,0 +1,126 @@
+"""Run ``brainage train`` as a subprocess: stream its log, report progress, cancel it.
+
+This is the Slicer-free part of ``BrainAgeTrainingLogic``: inside Slicer the
+interpreter is ``PythonSlicer``; elsewhere ``sys.executable``. The child runs in
+its own process group, so cancelling also stops its DataLoader / preparation
+workers. Progress comes from the ``[progress] <fraction>`` lines the trainer
+prints after every epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+_PROGRESS = re.compile(r"^\[progress\]\s+([0-9.]+)")
+
+
+def python_executable() -> str:
+    """PythonSlicer inside Slicer (when on PATH), else the running interpreter."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def train_command(data: list[str], out: str, config: str | None = None, resume: bool = False,
+                  extra: list[str] | None = None, python: str | None = None) -> list[str]:
+    """The command line that trains (same code path as ``brainage train``)."""
+    cmd = [python or python_executable(), "-u", "-m", "BrainAgeLib.cli", "train", "--data", *map(str, data),
+           "--out", str(out), "--no-progress"]
+    if config:
+        cmd += ["--config", str(config)]
+    if resume:
+        cmd.append("--resume")
+    return cmd + list(extra or [])
+
+
+@dataclass
+class TrainingProcess:
+    """A running training subprocess with line callbacks."""
+
+    command: list[str]
+    on_line: Callable[[str], None] | None = None
+    on_progress: Callable[[float], None] | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    lines: list[str] = field(default_factory=list)
+    progress: float = 0.0
+    cancelled: bool = False
+
+    def __post_init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> "TrainingProcess":
+        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        kwargs = {"start_new_session": True} if os.name == "posix" else {
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      bufsize=1, env=env, cwd=self.cwd, **kwargs)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            line = raw.rstrip("\n")
+            self.lines.append(line)
+            match = _PROGRESS.match(line)
+            if match:
+                self.progress = float(match.group(1))
+                if self.on_progress:
+                    self.on_progress(self.progress)
+            if self.on_line:
+                self.on_line(line)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the end (and for the log to be read completely); returns the exit status."""
+        assert self._proc is not None, "start() first"
+        code = self._proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+        return code
+
+    def cancel(self, grace_seconds: float = 5.0, hard: bool = False) -> None:
+        """Stop the whole process group: SIGTERM, then SIGKILL after ``grace_seconds`` (or at once with ``hard``)."""
+        if not self.running:
+            return
+        self.cancelled = True
+        assert self._proc is not None
+        if os.name != "posix":
+            self._proc.kill()
+            return
+        group = os.getpgid(self._proc.pid)
+        os.killpg(group, signal.SIGKILL if hard else signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while self._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._proc.poll() is None:
+            os.killpg(group, signal.SIGKILL)
+        self.wait(timeout=30)
+
+
+def run_training_subprocess(data: list[str], out: str | Path, config: str | None = None, resume: bool = False,
+                            on_line: Callable[[str], None] | None = print, **kwargs) -> TrainingProcess:
+    """Start a training subprocess and return it (call ``.wait()`` to block)."""
+    return TrainingProcess(train_command(data, str(out), config, resume), on_line=on_line, **kwargs).start()

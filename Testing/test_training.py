@@ -1,0 +1,229 @@
+"""Training runs (tiny network, same code path): learning beats the mean, resume after SIGKILL is exact,
+2-process gloo DDP, export -> load_package -> Predictor round trip, config files, the subprocess runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from BrainAgeLib.io import Volume, load_nifti, save_nifti
+from BrainAgeLib.package import load_package
+from BrainAgeLib.predict import Predictor
+from BrainAgeLib.slicing import synthetic_clinical_scans
+from BrainAgeLib.spec import PreprocessSpec
+from BrainAgeTrainingLib.config import ConfigError, TrainConfig, load_config
+from BrainAgeTrainingLib.runner import run_training
+from BrainAgeTrainingLib.training_process import TrainingProcess, train_command
+
+PYTHON = sys.executable
+# tiny network, same code path; BatchNorm tracks its statistics faster (short runs, batch 4)
+TINY = {"init_features": 8, "growth_rate": 4, "block_config": [1, 1, 1, 1], "norm": ["batch", {"momentum": 0.5}]}
+
+
+def tiny_config(**changes) -> dict:
+    base = {"epochs": 3, "batch_size": 4, "n_folds": 2, "max_offsets": 2, "prepare_jobs": 1, "threads": 1,
+            "model": TINY, "learning_rate": 3e-3, "standardize_targets": True, "tensorboard": True,
+            "skull_strip": "none"}
+    return {**base, **changes}
+
+
+@pytest.fixture(scope="session")
+def colin_2mm(colin_brain_path) -> Volume:
+    """The real Colin27 brain on a 2 mm grid (cheap to prepare)."""
+    from BrainAgeLib.preprocess import resample_to_spacing
+
+    return resample_to_spacing(load_nifti(colin_brain_path), PreprocessSpec())
+
+
+def ageing_cohort(root: Path, base: Volume, n: int, seed: int, rate: float = 0.005) -> Path:
+    """BIDS cohort from the real Colin27 brain: the brain shrinks with age (``rate`` per year, atrophy-like),
+    with per-subject size jitter, intensity gain and noise. Ages uniform 20-80."""
+    rng = np.random.default_rng(seed)
+    rows = ["participant_id\tage\tsex"]
+    centre = base.affine[:3, :3] @ ((np.asarray(base.shape) - 1) / 2) + base.affine[:3, 3]
+    for i in range(n):
+        age = float(np.round(rng.uniform(20, 80), 1))
+        scale = (1.0 + rate * (50 - age)) * rng.normal(1.0, 0.005)
+        affine = base.affine.copy()
+        affine[:3, :3] *= scale
+        affine[:3, 3] = centre - affine[:3, :3] @ ((np.asarray(base.shape) - 1) / 2) + rng.normal(0, 3, 3)
+        data = base.data * rng.uniform(0.7, 1.3) + (base.data > 0) * rng.normal(0, 3, base.shape)
+        sub = f"sub-{i:03d}"
+        save_nifti(Volume(np.clip(data, 0, None).astype(np.float32), affine), root / sub / "anat" / f"{sub}_T1w.nii.gz")
+        rows.append(f"{sub}\t{age}\tF")
+    (root / "participants.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory, colin_2mm) -> Path:
+    return ageing_cohort(tmp_path_factory.mktemp("cohort") / "bids", colin_2mm, 12, seed=1)
+
+
+def write_config(path: Path, **changes) -> Path:
+    path.write_text(json.dumps(tiny_config(**changes)))
+    return path
+
+
+def train_cli(data, out, config, *extra, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([PYTHON, "-m", "BrainAgeLib.cli", "train", "--data", str(data), "--out", str(out),
+                           "--config", str(config), "--no-progress", *extra],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_config_defaults_are_the_papers_and_files_override(tmp_path):
+    c = TrainConfig()
+    assert (c.epochs, c.batch_size, c.learning_rate, c.betas, c.weight_decay, c.lr_factor, c.lr_patience) == (
+        70, 32, 1e-4, (0.9, 0.9), 1e-4, 0.5, 5)
+    assert (c.n_folds, c.augment.shift_voxels, c.augment.mirror_probability, c.augment.gamma_range,
+            c.augment.intensity_range) == (5, (10, 10, 2), 0.5, (0.7, 1.3), (0.7, 1.3))
+    assert c.model["block_config"] == [6, 12, 32, 32]
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("epochs: 4\naugment: {mirror_probability: 0.0}\nmodel: {growth_rate: 4}\n")
+    c2 = load_config(yaml_file, batch_size=8)
+    assert (c2.epochs, c2.batch_size, c2.augment.mirror_probability, c2.model["growth_rate"], c2.model["init_features"]) == (
+        4, 8, 0.0, 4, 64)
+    (tmp_path / "bad.json").write_text('{"epoch": 3}')
+    with pytest.raises(ConfigError, match="unknown training setting.*epoch"):
+        load_config(tmp_path / "bad.json")
+
+
+def test_short_training_beats_the_mean_baseline(tmp_path, colin_2mm):
+    """10 epochs on 20 subjects: validation MAE well below predicting the training mean."""
+    data = ageing_cohort(tmp_path / "bids", colin_2mm, 20, seed=4)
+    config = TrainConfig.from_dict(tiny_config(epochs=10, n_folds=2, folds=[0], batch_size=4, max_offsets=2,
+                                               learning_rate=2e-3, augment={"shift_voxels": [2, 2, 1]}))
+    result = run_training([data], tmp_path / "run", config, progress=False, log=lambda *a: None)
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())[0]
+    ages = pd.read_csv(data / "participants.tsv", sep="\t").set_index("participant_id")["age"]
+    train_mean = np.mean([ages[s.split("/")[1]] for s in splits["train"]])
+    val_ages = np.array([ages[s.split("/")[1]] for s in splits["val"]])
+    baseline = float(np.mean(np.abs(val_ages - train_mean)))
+    metrics = pd.read_csv(tmp_path / "run" / "fold0" / "metrics.csv")
+    best = metrics.loc[metrics["val_loss"].idxmin()]
+    print(f"\nvalidation MAE {best['val_mae']:.2f} y (epoch {int(best['epoch'])}) vs predict-the-mean baseline "
+          f"{baseline:.2f} y; test MAE {result.fold_metrics[0]['test']['mae']:.2f} y")
+    assert best["val_mae"] < 0.6 * baseline
+    assert metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory, small_cohort):
+    out = tmp_path_factory.mktemp("runA") / "run"
+    config = write_config(out.parent / "cfg.json")
+    proc = train_cli(small_cohort, out, config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def _result_digest(run: Path) -> dict:
+    card = json.loads((run / "model" / "model_card.json").read_text())
+    metrics = {f: pd.read_csv(run / f"fold{f}" / "metrics.csv")[["epoch", "train_loss", "val_loss", "val_mae", "lr", "best_epoch"]]
+               for f in (0, 1)}
+    # compare tensors, not file hashes: safetensors writes its metadata map in a per-process order
+    weights = [load_file(str(run / "model" / f["file"])) for f in card["folds"]]
+    return {"weights": weights, "metrics": metrics,
+            "test": pd.read_csv(run / "test_predictions.csv")[["fold", "subject", "offset", "predicted_age"]]}
+
+
+def test_resume_after_sigkill_equals_the_uninterrupted_run(tmp_path, small_cohort, uninterrupted_run):
+    ref_dir, _ = uninterrupted_run
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "cfg.json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [PYTHON, "-u", "-m", "BrainAgeLib.cli", "train", "--data", str(small_cohort), "--out", str(out),
+           "--config", str(config), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen = []
+    for line in proc.stdout:  # kill in the middle of fold 0, epoch 2 (after the first checkpoint)
+        seen.append(line)
+        if line.startswith("[progress]") and "fold 0 epoch 1/3" in line:
+            time.sleep(0.4)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    assert (out / "fold0" / "checkpoint.pt").is_file() and not (out / "model").exists()
+    state = torch.load(out / "fold0" / "checkpoint.pt", weights_only=True)
+    assert 1 <= state["epoch"] < 3
+    again = train_cli(small_cohort, out, config)
+    assert again.returncode != 0 and "--resume" in again.stderr  # refuses to overwrite a run
+    resumed = train_cli(small_cohort, out, config, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"fold 0: resuming after epoch {state['epoch']}" in resumed.stdout
+    a, b = _result_digest(ref_dir), _result_digest(out)
+    for wa, wb in zip(a["weights"], b["weights"], strict=True):
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for f in (0, 1):
+        pd.testing.assert_frame_equal(a["metrics"][f], b["metrics"][f])
+    pd.testing.assert_frame_equal(a["test"], b["test"])
+    different = write_config(tmp_path / "cfg2.json", learning_rate=1e-2)
+    refused = train_cli(small_cohort, out, different, "--resume")
+    assert refused.returncode == 2 and "learning_rate" in refused.stderr
+
+
+def test_export_round_trip_through_load_package_and_predictor(uninterrupted_run, small_cohort):
+    run, proc = uninterrupted_run
+    package = load_package(run / "model")
+    card = package.card
+    assert len(package.models) == 2 and card.architecture["config"]["growth_rate"] == 4
+    assert card.preprocess_spec == PreprocessSpec() and card.skull_strip == {"backend": "none"}
+    assert card.training_data["subjects"] == 12 and card.training_data["synthetic_scans"] == 24
+    assert [f["metrics"]["cv_fold"] for f in card.folds] == [0, 1]
+    assert all(f["metrics"]["test"]["n"] > 0 and f["metrics"]["best_epoch"] >= 1 for f in card.folds)
+    assert json.loads((run / "config.json").read_text())["model"]["init_features"] == 8
+    assert (run / "fold0" / "tb").is_dir() and any((run / "fold0" / "tb").iterdir())
+    # the package predicts a test scan exactly as the fold model did in training
+    preds = pd.read_csv(run / "fold0" / "test_predictions.csv")
+    row = preds.iloc[0]
+    volume = load_nifti(row["scan"])
+    scan = synthetic_clinical_scans(volume, 7.0)[int(row["offset"])]
+    predictor = Predictor(run / "model", skull_strip="none", device="cpu")
+    fold_ages = predictor.forward([predictor.prepare_volume(scan).prepared.data])[0]
+    assert fold_ages[0] == pytest.approx(row["predicted_age"], abs=1e-3)
+    result = predictor.predict_volume(scan, age=float(row["age"]))
+    assert np.isfinite(result.predicted_age) and len(result.fold_ages) == 2
+
+
+def test_two_process_gloo_ddp_run(tmp_path, small_cohort):
+    torchrun = shutil.which("torchrun", path=str(Path(PYTHON).parent)) or shutil.which("torchrun")
+    assert torchrun, "torchrun not found next to the interpreter"
+    config = write_config(tmp_path / "cfg.json", epochs=2, folds=[0])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "BrainAgeLib.cli", "train",
+                           "--data", str(small_cohort), "--out", str(tmp_path / "run"), "--config", str(config),
+                           "--no-progress", "--device", "cpu"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "world size 2" in proc.stdout
+    assert sum(line.startswith("fold 0 epoch 2/2") for line in proc.stdout.splitlines()) == 1  # only rank 0 logs
+    metrics = pd.read_csv(tmp_path / "run" / "fold0" / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2] and np.isfinite(metrics["val_loss"]).all()
+    assert load_package(tmp_path / "run" / "model").card.folds[0]["metrics"]["cv_fold"] == 0
+
+
+def test_training_process_streams_progress_and_cancels(tmp_path, small_cohort):
+    config = write_config(tmp_path / "cfg.json", epochs=50, folds=[0])
+    seen: list[float] = []
+    process = TrainingProcess(train_command([str(small_cohort)], str(tmp_path / "run"), str(config), python=PYTHON),
+                              on_progress=seen.append, env={"OMP_NUM_THREADS": "1"}).start()
+    deadline = time.monotonic() + 180
+    while not seen and time.monotonic() < deadline and process.running:
+        time.sleep(0.1)
+    assert seen and 0 < seen[0] <= 0.05, "\n".join(process.lines[-20:])
+    process.cancel(grace_seconds=5)
+    assert process.cancelled and not process.running and process.returncode != 0
+    assert any("fold 0 epoch 1/50" in line for line in process.lines)
+    assert not (tmp_path / "run" / "model").exists()
