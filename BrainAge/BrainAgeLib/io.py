@@ -216,3 +216,14 @@ def save_nifti(volume: Volume, path: str | os.PathLike, *, overwrite: bool = Tru
     with atomic_path(path, overwrite=overwrite) as tmp:
         nib.save(image, str(tmp))
     return Path(path)
+
+
+def volume_from_kji(array_kji: np.ndarray, ijk_to_ras: np.ndarray, source: str = "") -> Volume:
+    """A Volume from a Slicer-style array (indexed [k, j, i]) and its IJK-to-RAS matrix."""
+    data = np.ascontiguousarray(np.asarray(array_kji, dtype=np.float32).transpose(2, 1, 0))
+    return Volume(data=data, affine=np.asarray(ijk_to_ras, dtype=float), source=source)
+
+
+def kji_from_volume(volume: Volume) -> np.ndarray:
+    """The voxels of a Volume in Slicer's [k, j, i] array order."""
+    return np.ascontiguousarray(np.asarray(volume.data).transpose(2, 1, 0))

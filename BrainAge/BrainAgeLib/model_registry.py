@@ -1,0 +1,125 @@
+"""Model registry: named, versioned packages downloaded on demand into a per-user cache.
+
+The registry is a JSON file (``BrainAge/Resources/Models.json``)::
+
+    {"models": [{"name": ..., "version": ..., "url": ..., "sha256": ..., "description": ...,
+                 "synthetic_demo": false}]}
+
+``url`` points at a .zip of a package folder. Downloads are verified against
+``sha256`` before unpacking; imported local packages are verified by loading them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import ChecksumError, ModelPackageError
+from .package import load_package, read_card
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    version: str
+    url: str
+    sha256: str
+    description: str = ""
+    synthetic_demo: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+def cache_dir() -> Path:
+    """$BRAINAGE_CACHE, else ~/.cache/slicer-brainage."""
+    return Path(os.environ.get("BRAINAGE_CACHE") or Path.home() / ".cache" / "slicer-brainage")
+
+
+def models_dir() -> Path:
+    return cache_dir() / "models"
+
+
+def read_registry(path: str | os.PathLike) -> list[RegistryEntry]:
+    data = json.loads(Path(path).read_text())
+    fields = RegistryEntry.__dataclass_fields__
+    return [RegistryEntry(**{k: v for k, v in item.items() if k in fields}) for item in data.get("models", [])]
+
+
+def installed_models() -> list[Path]:
+    """Package folders in the cache (each holds a model card)."""
+    root = models_dir()
+    return sorted(p for p in root.iterdir() if (p / "model_card.json").is_file()) if root.is_dir() else []
+
+
+def _safe_extract(archive: zipfile.ZipFile, target: Path) -> None:
+    for member in archive.namelist():
+        resolved = (target / member).resolve()
+        if not str(resolved).startswith(str(target.resolve())):
+            raise ModelPackageError(f"archive member {member!r} would be written outside the model folder; refused")
+    archive.extractall(target)
+
+
+def _package_root(folder: Path) -> Path:
+    if (folder / "model_card.json").is_file():
+        return folder
+    cards = list(folder.rglob("model_card.json"))
+    if len(cards) != 1:
+        raise ModelPackageError(f"the archive holds {len(cards)} model cards; expected exactly one package")
+    return cards[0].parent
+
+
+def download_model(entry: RegistryEntry, *, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Download (once), verify and unpack a registry model; returns its package folder."""
+    target = models_dir() / entry.key
+    if (target / "model_card.json").is_file():
+        return target
+    models_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=models_dir()) as tmp:
+        archive = Path(tmp) / "package.zip"
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(entry.url) as response, open(archive, "wb") as out:  # noqa: S310 (registry URLs)
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+        if digest.hexdigest() != entry.sha256:
+            raise ChecksumError(f"{entry.key}: downloaded file sha256 does not match the registry; not installed")
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(archive) as zf:
+            _safe_extract(zf, unpacked)
+        root = _package_root(unpacked)
+        load_package(root)  # verifies every weight checksum before it is installed
+        os.replace(root, target)
+    return target
+
+
+def import_package(source: str | os.PathLike) -> Path:
+    """Verify a local package folder (or .zip) and copy it into the cache; returns the cached folder."""
+    source = Path(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.is_file() and source.suffix == ".zip":
+            with zipfile.ZipFile(source) as zf:
+                _safe_extract(zf, Path(tmp))
+            source = _package_root(Path(tmp))
+        card = read_card(source)
+        load_package(source)
+        target = models_dir() / f"{card.name}-{card.version}"
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, target)
+    return target
