@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             sal = predictor.saliency(case, args.saliency_method)
             path = saliency_dir / f"{case_key(case.volume.source)}_saliency.nii.gz"
-            save_nifti(sal.on_input, path)
+            save_nifti(sal.on_input, path, description=f"brainage saliency {sal.method}; mask {case.skull_strip}")
             extra[result.source] = {"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)}
         except (BrainAgeError, OSError, RuntimeError, ValueError) as exc:
             result.qc_flags.append(f"saliency failed: {exc}")

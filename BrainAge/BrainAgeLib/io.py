@@ -208,9 +208,16 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
             tmp_path.unlink()
 
 
-def save_nifti(volume: Volume, path: str | os.PathLike, *, overwrite: bool = True, dtype=np.float32) -> Path:
-    """Write a volume as NIfTI atomically; the affine is stored as both qform and sform."""
+def save_nifti(
+    volume: Volume, path: str | os.PathLike, *, overwrite: bool = True, dtype=np.float32, description: str = ""
+) -> Path:
+    """Write a volume as NIfTI atomically; the affine is stored as both qform and sform.
+
+    ``description`` goes into the header's 80-character ``descrip`` field (provenance).
+    """
     image = nib.Nifti1Image(np.asarray(volume.data, dtype=dtype), np.asarray(volume.affine, dtype=float))
+    if description:
+        image.header["descrip"] = description.encode("ascii", "replace")[:79]
     image.set_qform(volume.affine, code=1)
     image.set_sform(volume.affine, code=1)
     with atomic_path(path, overwrite=overwrite) as tmp:
