@@ -50,6 +50,8 @@ def run_slicer(args, cases, ages) -> list:
     from BrainAgeLib.inputs import age_for, case_key
 
     logic = BrainAgeLogic()
+    if hasattr(slicer, "app"):  # the real application: install missing packages without asking
+        logic.setupPythonRequirements(askConfirmation=False)
     rows = []
     for index, case in enumerate(cases, 1):
         print(f"[{index}/{len(cases)}] {case.path}", flush=True)
