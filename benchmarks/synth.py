@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import sys
 import tempfile
@@ -19,6 +20,12 @@ import time
 from BrainAgeTrainingLib.synth_anatomy import HEAD_SOURCES, load_template
 from BrainAgeTrainingLib.synth_cohort import CohortSpec, write_cohort
 from BrainAgeTrainingLib.synth_scanner import STYLES
+
+
+def _cpu() -> float:
+    """CPU seconds used by this process and its finished children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,19 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     for style in STYLES:
         spec = CohortSpec(subjects=args.subjects, seed=args.seed, cohorts=("CU", "AD"), styles=(style,))
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             write_cohort(spec, tmp, jobs=args.jobs, progress=False)
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, _cpu() - c0
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs)
         rate = args.subjects / dt * 60
-        rows.append((style, args.subjects, args.jobs, dt, rate, 1000 / rate, size / args.subjects / 1e6))
+        per = cpu / args.subjects
+        rows.append((style, args.subjects, args.jobs, dt, rate, 1000 / rate, per, 1000 * per / args.jobs / 60,
+                     size / args.subjects / 1e6))
     print("$ python benchmarks/synth.py " + shlex.join(sys.argv[1:] if argv is None else argv))
     print(f"cpu cores {os.cpu_count()}, load average before/after {os.getloadavg()[0]:.1f}")
-    head = f"| {'style':<10} | subjects | jobs | seconds | subjects/min | 1000 subjects (min) | MB/subject |"
+    head = (f"| {'style':<10} | subjects | jobs | seconds | subjects/min | 1000 subjects (min) | CPU s/subject "
+            "| 1000 subjects on idle cores (min) | MB/subject |")
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
-    for style, n, j, dt, rate, per1000, mb in rows:
-        print(f"| {style:<10} | {n:>8} | {j:>4} | {dt:>7.1f} | {rate:>12.1f} | {per1000:>19.1f} | {mb:>10.1f} |")
+    for style, n, j, dt, rate, per1000, per, idle, mb in rows:
+        print(f"| {style:<10} | {n:>8} | {j:>4} | {dt:>7.1f} | {rate:>12.1f} | {per1000:>19.1f} | {per:>13.2f} "
+              f"| {idle:>33.1f} | {mb:>10.1f} |")
+    print("CPU s/subject includes worker start-up; 'idle cores' = 1000 x CPU s / jobs (no other load).")
     return 0
 
 
