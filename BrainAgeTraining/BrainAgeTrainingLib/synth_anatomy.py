@@ -331,7 +331,8 @@ def load_template(name: str, data_dir: Path | None = None) -> HeadTemplate:
     path = cache_dir() / f"{name}-{_cache_key(source, data_dir)}.npz"
     if path.is_file():
         with np.load(path) as z:
-            return HeadTemplate(name=name, reference_age=source.reference_age, **{k: z[k] for k in _FIELDS})  # noqa: E501
+            arrays = {k: z[k] for k in _FIELDS}
+            return HeadTemplate(name=name, reference_age=source.reference_age, **arrays)
     tpl = prepare_template(source, data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
