@@ -24,6 +24,7 @@ from typing import Callable
 
 from .errors import ChecksumError, ModelPackageError
 from .package import load_package, read_card
+from .user_cache import cache_dir
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,6 @@ class RegistryEntry:
     @property
     def key(self) -> str:
         return f"{self.name}-{self.version}"
-
-
-def cache_dir() -> Path:
-    """$BRAINAGE_CACHE, else ~/.cache/slicer-brainage."""
-    return Path(os.environ.get("BRAINAGE_CACHE") or Path.home() / ".cache" / "slicer-brainage")
 
 
 def models_dir() -> Path:

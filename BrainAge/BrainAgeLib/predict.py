@@ -11,19 +11,19 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from .calibration import Calibration
-from .errors import BrainAgeError, BrainAgeInputError
+from .errors import BrainAgeError
 from .io import Volume, load_volume, validate_volume
 from .package import ModelPackage, load_package
 from .preprocess import PreparedScan, prepare
 from .spec import PreprocessSpec
 from .saliency import compute_saliency, fraction_inside, to_reference_grid
+from .skullstrip import skull_strip
 
 PRECISIONS = ("fp32", "bf16", "amp")
 
@@ -286,24 +286,6 @@ def prepare_case(
 
 
 def strip_skull(volume: Volume, backend: str, *, device: str = "cpu") -> tuple[Volume, Volume, str, list[str]]:
-    """Run the chosen skull-strip backend: (brain, mask, 'backend version', warnings), all on the input grid."""
-    try:
-        from .skullstrip import skull_strip
-    except ImportError:
-        skull_strip = None
-    if skull_strip is None:
-        if backend != "none":
-            raise BrainAgeInputError(
-                f"skull-strip backend {backend!r} is not available in this installation; "
-                "install the 'skullstrip' extra or pass pre-stripped scans with skull_strip='none'"
-            )
-        mask = volume.with_data((volume.data != 0).astype(np.uint8))
-        return volume, mask, "none", []
+    """Run the chosen skull-strip backend: (brain, mask, 'backend version', warnings incl. mask QC), input grid."""
     result = skull_strip(volume, backend, device=device)
-    label = f"{result.backend} {result.backend_version}".strip()
-    return result.brain, result.mask, label, list(result.warnings) + list(getattr(result.qc, "flags", []) or [])
-
-
-def load_predictor(model: str | os.PathLike | Path, **kwargs) -> Predictor:
-    """Convenience: load a package folder and build a :class:`Predictor`."""
-    return Predictor(model, **kwargs)
+    return result.brain, result.mask, f"{result.backend} {result.backend_version}", list(result.warnings)

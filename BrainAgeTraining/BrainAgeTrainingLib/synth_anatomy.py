@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from BrainAgeLib.io import Volume, load_nifti, to_canonical
+from BrainAgeLib.user_cache import cache_dir as user_cache_dir
 
 #: Working grid spacing (mm) for all templates.
 WORK_SPACING = 1.0
@@ -120,8 +121,8 @@ def sample_data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where prepared templates are cached: $BRAINAGE_CACHE or ~/.cache/brainage."""
-    return Path(os.environ.get("BRAINAGE_CACHE", Path.home() / ".cache" / "brainage")) / "synth"
+    """Where prepared templates are cached: <user cache>/synth."""
+    return user_cache_dir() / "synth"
 
 
 def _resample_to_grid(volume: Volume, affine: np.ndarray, shape: tuple[int, int, int], order: int = 1) -> np.ndarray:
