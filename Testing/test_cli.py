@@ -52,7 +52,7 @@ def test_predict_folder_records_the_bad_case_and_goes_on(scans, two_fold_package
     assert again.returncode == 2 and "exists" in again.stderr
 
 
-def test_calibrate_from_a_predictions_table(tmp_path):
+def test_calibrate_from_a_predictions_table(tmp_path, two_fold_package):
     rng = np.random.default_rng(1)
     age = rng.uniform(20, 85, 60)
     table = pd.DataFrame({"chronological_age": age, "predicted_age": 0.7 * age + 14 + rng.normal(0, 2, 60), "cohort": "CU"})
@@ -63,6 +63,14 @@ def test_calibrate_from_a_predictions_table(tmp_path):
     cal = load_calibration(out)
     assert cal.n_controls == 50 and cal.site == "X"
     assert cal.slope == pytest.approx(0.7, abs=0.05)
+    package = shutil.copytree(two_fold_package, tmp_path / "pkg")
+    assert main(["calibrate", str(tmp_path / "pred.csv"), "--out", str(tmp_path / "c2.json"), "--package", str(package)]) == 0
+    from BrainAgeLib.package import load_package
+    from BrainAgeLib.predict import Predictor
+
+    stored = load_package(package).card.calibration  # checksums still verify
+    assert stored["slope"] == pytest.approx(load_calibration(tmp_path / "c2.json").slope)
+    assert Predictor(package, skull_strip="none").calibration.intercept == pytest.approx(stored["intercept"])
 
 
 def test_info_verifies_and_reports_tampering(two_fold_package, tmp_path):

@@ -8,7 +8,8 @@ import sys
 import pandas as pd
 
 from .calibration import METHODS, fit_calibration, save_calibration
-from .errors import CalibrationError
+from .errors import CalibrationError, ModelPackageError
+from .package import read_card, write_card
 
 
 def register(subparsers) -> None:
@@ -20,6 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--controls-column", help="column naming the group (e.g. cohort); only rows equal to --controls-value are used")
     p.add_argument("--controls-value", default="CU")
     p.add_argument("--site", default="", help="site name stored in the calibration")
+    p.add_argument("--package", help="also store the calibration in this model package's card (used by default at prediction)")
     p.set_defaults(func=run)
 
 
@@ -41,6 +43,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     save_calibration(calibration, args.out)
+    if args.package:
+        try:
+            card = read_card(args.package)
+            card.calibration = calibration.to_dict()
+            write_card(args.package, card)
+        except ModelPackageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"calibration stored in {args.package}")
     print(
         f"predicted = {calibration.slope:.4f} x age + {calibration.intercept:.3f} "
         f"({calibration.method}, {calibration.n_controls} controls aged {calibration.age_min:.0f}-{calibration.age_max:.0f}); "

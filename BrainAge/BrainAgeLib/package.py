@@ -160,6 +160,17 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     return card
 
 
+def write_card(path: str | os.PathLike, card: ModelCard) -> Path:
+    """Replace a package's card atomically (e.g. to store a site calibration); weights are untouched."""
+    from .io import atomic_path
+
+    target = Path(path) / CARD_NAME
+    read_card(path)  # only an existing, valid package is changed
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(asdict(card), indent=2))
+    return target
+
+
 def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> ModelPackage:
     """Load every fold model of a package, verifying checksums; never unpickles."""
     path = Path(path)
