@@ -85,7 +85,7 @@ def test_info_verifies_and_reports_tampering(two_fold_package, tmp_path):
 
 
 def test_demo_writes_the_model_ready_volume_and_a_picture(tmp_path):
-    proc = brainage("demo", "--out", tmp_path, "--skull-strip", "none")
+    proc = brainage("demo", "--out", tmp_path, "--skull-strip", "none", "--no-train")
     assert proc.returncode == 0, proc.stderr
     assert "No trained model is installed" in proc.stdout
     model_input = nib.load(str(tmp_path / "model_input.nii.gz"))
