@@ -227,3 +227,19 @@ def test_training_process_streams_progress_and_cancels(tmp_path, small_cohort):
     assert process.cancelled and not process.running and process.returncode != 0
     assert any("fold 0 epoch 1/50" in line for line in process.lines)
     assert not (tmp_path / "run" / "model").exists()
+
+
+@pytest.mark.slow
+def test_demo_model_is_trained_once_cached_and_labelled_synthetic(tmp_path):
+    """The demo path end to end at toy size (synthetic cohorts from the real heads; a few minutes)."""
+    from BrainAgeTrainingLib.demo_model import DemoSettings, demo_evaluation, ensure_demo_model, installed_demo_model
+
+    settings = DemoSettings(train_subjects=8, heldout_subjects=3, seed=5,
+                            train={**DemoSettings().train, "epochs": 1, "n_folds": 2, "folds": [0], "max_offsets": 1})
+    assert installed_demo_model(tmp_path) is None
+    package = ensure_demo_model(tmp_path, settings=settings, progress=False, log=lambda *a: None)
+    card = load_package(package).card
+    assert card.synthetic_demo and "SYNTHETIC" in card.intended_use and card.skull_strip == {"backend": "mask"}
+    evaluation = demo_evaluation(tmp_path)
+    assert evaluation["n"] == 3 and np.isfinite(evaluation["raw"]["mae"])
+    assert ensure_demo_model(tmp_path, settings=settings, log=lambda *a: None) == package  # cached: no retraining
