@@ -84,3 +84,19 @@ def test_newer_format_unknown_architecture_and_missing_card(package_copy, tmp_pa
         load_package(package_copy)
     with pytest.raises(ModelPackageError, match="no model_card.json"):
         load_package(tmp_path)
+
+
+def test_same_weights_give_byte_identical_files_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from BrainAgeLib.model import build_model\n"
+        "from BrainAgeLib.package import ModelCard, save_package, read_card\n"
+        "m = build_model({'init_features': 8, 'growth_rate': 4, 'block_config': [1, 1, 1, 1]}, seed=3)\n"
+        "card = ModelCard(name='t', version='1', created='fixed')\n"
+        "print(read_card(save_package(sys.argv[1], [m, m], card)).folds[1]['sha256'])\n"
+    )
+    digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / f"p{i}")], capture_output=True, text=True, check=True).stdout for i in range(3)}
+    assert len(digests) == 1 and len(digests.pop().strip()) == 64

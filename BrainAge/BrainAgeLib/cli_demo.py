@@ -12,13 +12,13 @@ volume and says that no trained model is installed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 from .io import Volume, load_volume, save_nifti
 from .predict import Predictor, prepare_case
 from .report import qc_figure
 from .sample_data import sample_path
+from .skullstrip import available_backends
 from .slicing import synthetic_clinical_scans
 from .spec import PreprocessSpec
 from .tables import write_rows
@@ -37,9 +37,7 @@ def register(subparsers) -> None:
 
 
 def _auto_backend() -> str:
-    if importlib.util.find_spec("BrainAgeLib.skullstrip") and importlib.util.find_spec("hd_bet"):
-        return "hd-bet"
-    return "none"
+    return "hd-bet" if "hd-bet" in available_backends() else "none"
 
 
 def _default_input(out: Path, backend: str) -> Path:

@@ -110,7 +110,7 @@ def save_package(
         for index, model in enumerate(models):
             name = f"fold{index}.safetensors"
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, str(tmp / name), metadata={"format": PACKAGE_FORMAT, "fold": str(index)})
+            save_file(state, str(tmp / name), metadata={"format": f"{PACKAGE_FORMAT}/fold{index}"})  # one key: byte-identical files for identical weights
             entry = {**old_folds.get(name, {}), "file": name, "sha256": sha256_of(tmp / name)}
             folds.append(entry)
         card.folds = folds
