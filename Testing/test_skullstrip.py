@@ -338,3 +338,16 @@ def test_cli_strict_flags_head_with_backend_none(tmp_path, capsys, colin_head):
     argv = ["skullstrip", colin_head.source, "--backend", "none", "--mask", str(tmp_path / "m.nii.gz"), "--strict"]
     assert cli_main(argv) == 3
     assert "still seems to contain skull" in capsys.readouterr().err
+
+
+def test_fill_holes_equals_scipy_on_a_real_brain(colin_brain):
+    from scipy import ndimage
+
+    from BrainAgeLib.skullstrip_none import fill_holes
+
+    tissue = colin_brain.data > colin_brain.data.min()
+    tissue[80:100, 100:120, 90:100] = False  # an enclosed pocket
+    tissue[0:5, :, 50] = False  # a gap open to the border stays background
+    filled = fill_holes(tissue)
+    np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(tissue))
+    assert filled[90, 110, 95] and not tissue[90, 110, 95]

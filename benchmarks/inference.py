@@ -107,7 +107,7 @@ def main() -> None:
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
         ages[label] = runs[0]["ages"]
         rows.append((label, med))
-    keys = [("load", "model load s"), ("read", "read s"), ("preprocess", "preprocess s"), ("forward", "forward s"),
+    keys = [("load", "model load s"), ("read", "read s"), ("skull_strip", "skull strip (none) s"), ("preprocess", "preprocess s"), ("forward", "forward s"),
             ("end_to_end", "file->corrected age s"), ("saliency", "saliency s"), ("batch_scans_per_s", f"warm batch of {args.batch} scans/s"),
             ("peak_rss_mb", "peak RSS MB")]
     print(f"\nInference on {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "

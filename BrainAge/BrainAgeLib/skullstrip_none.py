@@ -39,8 +39,21 @@ def predict_mask(
     data = np.asarray(data)
     background = background_value(data)
     tissue = data > background
-    mask = ndimage.binary_fill_holes(tissue)
-    return mask, skull_warnings(tissue, spacing)
+    return fill_holes(tissue), skull_warnings(tissue, spacing)
+
+
+def fill_holes(tissue: np.ndarray) -> np.ndarray:
+    """Tissue plus every background pocket that does not reach the image border.
+
+    Same result as ``ndimage.binary_fill_holes`` (6-connected background), about
+    twice as fast on a 1 mm head: one labelling pass instead of iterated dilation.
+    """
+    labels, _ = ndimage.label(~tissue)
+    faces = (labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1])
+    outside = np.zeros(labels.max() + 1, dtype=bool)
+    outside[np.concatenate([f.ravel() for f in faces])] = True
+    outside[0] = False  # label 0 is tissue
+    return ~outside[labels]
 
 
 def skull_warnings(tissue: np.ndarray, spacing: tuple[float, float, float]) -> list[str]:
