@@ -29,9 +29,10 @@ def test_last_transition_removed_and_leaky_relu_everywhere():
 
 def test_kaiming_normal_init_and_seeded_determinism():
     model = build_model(seed=0)
-    conv = model.features.denseblock2.denselayer3.layers.conv2
-    fan_in = conv.in_channels * 27
-    assert abs(conv.weight.std().item() - np.sqrt(2 / fan_in)) / np.sqrt(2 / fan_in) < 0.05
+    for conv in (model.features.denseblock2.denselayer3.layers.conv2, model.features.denseblock4.denselayer30.layers.conv2):
+        fan_in = conv.in_channels * 27  # Kaiming normal, also in the rebuilt last block
+        assert abs(conv.weight.std().item() - np.sqrt(2 / fan_in)) / np.sqrt(2 / fan_in) < 0.05
+    assert model.features.norm5.weight.eq(1).all() and model.class_layers.out.bias.eq(0).all()
     again = build_model(seed=0)
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)

@@ -61,7 +61,7 @@ def _remove_last_transition(net: DenseNet, config: dict) -> None:
 
 
 def _kaiming_init(net: nn.Module, spatial_dims: int) -> None:
-    """Kaiming-normal convolutions, unit/zero batch norm, zero linear bias (as MONAI's DenseNet)."""
+    """Kaiming-normal convolutions, unit/zero batch norm, zero linear bias (as MONAI's DenseNet does)."""
     conv_type = Conv[Conv.CONV, spatial_dims]
     for m in net.modules():
         if isinstance(m, conv_type):
@@ -92,7 +92,9 @@ def build_model(config: dict | None = None, *, seed: int | None = None) -> nn.Mo
         dropout_prob=config["dropout_prob"],
     )
     _remove_last_transition(net, config)
-    _kaiming_init(net, config["spatial_dims"])
+    last = len(config["block_config"])
+    for rebuilt in (getattr(net.features, f"denseblock{last}"), getattr(net.features, f"norm{last + 1}"), net.class_layers.out):
+        _kaiming_init(rebuilt, config["spatial_dims"])  # MONAI's constructor initialised every other layer alike
     return net
 
 
