@@ -126,8 +126,8 @@ class Predictor:
         trained_with = (self.package.card.skull_strip or {}).get("backend")
         if trained_with and trained_with != self.skull_strip_backend:
             case.warnings.append(
-                f"the model was trained on {trained_with} skull stripping but this scan used "
-                f"{self.skull_strip_backend}; ages may shift"
+                f"the model's training scans were skull stripped with '{trained_with}' but this scan with "
+                f"'{self.skull_strip_backend}'; ages may shift"
             )
         return case
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from BrainAgeLib.user_cache import cache_dir as user_cache_dir
 from BrainAgeLib.io import atomic_path, load_nifti
 
 from .config import ConfigError, TrainConfig
@@ -27,12 +28,13 @@ from .config import ConfigError, TrainConfig
 DEMO_VERSION = "1"
 DEMO_NOTICE = ("This model was trained on SYNTHETIC data (generated subjects with known ages). "
                "It demonstrates the pipeline and is NOT for clinical use; on a real scan it is out of its "
-               "training distribution and its age can be far off (Colin27, a man in his thirties, gets ~2 y).")
+               "training distribution, and its age can be far off. Its training subjects are all derived from the "
+               "Colin27 head, so its age for that head is no independent test.")
 
 
 def cache_root() -> Path:
     """Per-user cache folder (``$BRAINAGE_CACHE`` or ``~/.cache/slicer-brainage``)."""
-    return Path(os.environ.get("BRAINAGE_CACHE") or Path.home() / ".cache" / "slicer-brainage")
+    return user_cache_dir()
 
 
 @dataclass(frozen=True)
