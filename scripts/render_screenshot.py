@@ -70,7 +70,7 @@ def main() -> None:
     for row, (key, value) in enumerate(lines):
         y = 0.85 - row * 0.055
         panel.text(0.0, y, key, color="#bbbbbb", fontsize=9, va="top")
-        panel.text(0.45, y, value[:48], color="white", fontsize=9, va="top")
+        panel.text(0.45, y, value if len(value) <= 40 else value[:39] + "…", color="white", fontsize=9, va="top")
     fig.suptitle("Rendered from real BrainAge outputs (not a Slicer screen capture): " + result.model, color="#dddddd", fontsize=9, y=0.02)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90, facecolor=fig.get_facecolor())
