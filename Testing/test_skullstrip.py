@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from BrainAgeLib import skullstrip
+from BrainAgeLib.slicing import axial_subsample
 from BrainAgeLib.cli import main as cli_main
 from BrainAgeLib.errors import SkullStripError
 from BrainAgeLib.io import Volume, load_nifti, to_canonical
@@ -75,12 +76,7 @@ def oblique(volume: Volume, degrees: float = 12.0) -> Volume:
 
 def thick_axial(volume: Volume, step: int = 6) -> Volume:
     """Simulated clinical scan: every ``step``-th axial slice, affine fixed to the thicker spacing."""
-    axis = int(np.argmax(np.abs(volume.affine[2, :3])))
-    index = [slice(None)] * 3
-    index[axis] = slice(None, None, step)
-    affine = volume.affine.copy()
-    affine[:3, axis] *= step
-    return Volume(np.ascontiguousarray(volume.data[tuple(index)]), affine, volume.source)
+    return axial_subsample(volume, step)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

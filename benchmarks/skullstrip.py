@@ -44,16 +44,9 @@ GRIDS = {"1 mm 3D": 1, "6 mm axial": 6}
 
 def thick_axial(volume, step: int):
     """Every ``step``-th axial slice, affine fixed to the thicker spacing."""
-    from BrainAgeLib.io import Volume
+    from BrainAgeLib.slicing import axial_subsample
 
-    if step == 1:
-        return volume
-    axis = int(np.argmax(np.abs(volume.affine[2, :3])))
-    index = [slice(None)] * 3
-    index[axis] = slice(None, None, step)
-    affine = volume.affine.copy()
-    affine[:3, axis] *= step
-    return Volume(np.ascontiguousarray(volume.data[tuple(index)]), affine, volume.source)
+    return volume if step == 1 else axial_subsample(volume, step)
 
 
 def worker(spec: dict) -> dict:

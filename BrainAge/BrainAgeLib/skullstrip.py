@@ -13,6 +13,7 @@ Backends:
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -56,6 +57,14 @@ class SkullStripResult:
             "qc": self.qc.to_dict(),
             "warnings": list(self.warnings),
         }
+
+
+def installed_version(package: str, backend: str, hint: str) -> str:
+    """Version of a backend's installed package; a SkullStripError with ``hint`` when it is missing."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise SkullStripError(f"the {backend} backend is not installed. {hint}") from exc
 
 
 def available_backends() -> tuple[str, ...]:

@@ -7,7 +7,6 @@ Its GUI (customtkinter) is only imported by ``deepbet.ui``, never here.
 
 from __future__ import annotations
 
-import importlib.metadata
 import warnings as _warnings
 from pathlib import Path
 
@@ -26,10 +25,9 @@ _INSTALL_HINT = (
 
 
 def version() -> str:
-    try:
-        return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise SkullStripError(f"the deepbet backend is not installed. {_INSTALL_HINT}") from exc
+    from .skullstrip import installed_version
+
+    return installed_version(PACKAGE, "deepbet", _INSTALL_HINT)
 
 
 def weight_files() -> tuple[Path, Path]:

@@ -10,7 +10,6 @@ chooses folds and device and keeps the package's progress prints off stdout.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import importlib.resources
 import io
 from pathlib import Path
@@ -31,10 +30,9 @@ _INSTALL_HINT = (
 
 
 def version() -> str:
-    try:
-        return importlib.metadata.version(PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise SkullStripError(f"the HD-BET backend is not installed. {_INSTALL_HINT}") from exc
+    from .skullstrip import installed_version
+
+    return installed_version(PACKAGE, "HD-BET", _INSTALL_HINT)
 
 
 def _import_package():

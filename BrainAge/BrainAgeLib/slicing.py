@@ -8,6 +8,7 @@ gap (7 mm). Every starting offset gives one synthetic scan.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -21,6 +22,22 @@ def slice_step(axial_spacing_mm: float, gap_mm: float = 7.0) -> int:
     return max(1, math.ceil(gap_mm / axial_spacing_mm - 1e-6))
 
 
+def axial_subsample(volume: Volume, step: int, offset: int = 0) -> Volume:
+    """Keep every ``step``-th slice along the voxel axis closest to inferior-superior, from ``offset``.
+
+    Works in the volume's own voxel order; the affine's axial column is ``step``
+    times longer and the origin moves by ``offset`` slices, so every kept slice
+    stays at its world position.
+    """
+    axis = int(np.argmax(np.abs(np.asarray(volume.affine)[2, :3])))
+    index = [slice(None)] * 3
+    index[axis] = slice(offset, None, step)
+    affine = np.array(volume.affine, dtype=float)
+    affine[:3, 3] = affine[:3, 3] + affine[:3, axis] * offset
+    affine[:3, axis] *= step
+    return Volume(data=np.ascontiguousarray(volume.data[tuple(index)]), affine=affine, source=volume.source)
+
+
 def synthetic_clinical_scans(volume: Volume, gap_mm: float = 7.0) -> list[Volume]:
     """All synthetic thick-slice axial scans of one 3D scan, one per offset.
 
@@ -30,15 +47,10 @@ def synthetic_clinical_scans(volume: Volume, gap_mm: float = 7.0) -> list[Volume
     ``offset`` slices.
     """
     canonical = to_canonical(volume)
-    spacing = canonical.spacing[2]
-    k = slice_step(spacing, gap_mm)
+    k = slice_step(canonical.spacing[2], gap_mm)
     scans = []
     for offset in range(k):
-        data = canonical.data[:, :, offset::k]
-        if data.shape[2] < 2:
-            continue
-        affine = canonical.affine.copy()
-        affine[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, float(offset)]) + affine[:3, 3]
-        affine[:3, 2] *= k
-        scans.append(Volume(data=np.ascontiguousarray(data), affine=affine, source=f"{volume.source}#offset{offset}"))
+        scan = axial_subsample(canonical, k, offset)
+        if scan.shape[2] >= 2:
+            scans.append(replace(scan, source=f"{volume.source}#offset{offset}"))
     return scans
