@@ -102,6 +102,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         print(
             "\nNo trained model is installed: the pipeline stopped at the model-ready volume.\n"
-            "Pass --model PACKAGE_FOLDER to predict (see README, 'Training a model')."
+            "Pass --model PACKAGE_FOLDER to predict; train one with `brainage train` (docs/training.md)."
         )
     return 0 if prepared.passed_qc else 1
