@@ -259,8 +259,7 @@ class Predictor:
     def saliency(self, case: PreparedCase, method: str = "guided-backprop", **kwargs) -> SaliencyResult:
         """Saliency of the ensemble's age on the model grid and on the original scan's grid."""
         x = torch.as_tensor(case.prepared.data[None, None], dtype=torch.float32, device=self.device)
-        models = [m.float().to(memory_format=torch.contiguous_format) for m in self.models]
-        on_model_grid = compute_saliency(models, x, method, **kwargs)
+        on_model_grid = compute_saliency(self.models, x, method, **kwargs)  # fp32: autocast is not active here
         on_input = to_reference_grid(on_model_grid, case.prepared.affine, case.volume)
         return SaliencyResult(method, on_model_grid, on_input, fraction_inside(on_input.data, case.brain_mask.data))
 
