@@ -39,7 +39,7 @@ def _meta(volume: Volume) -> MetaTensor:
 
 def _volume(meta: MetaTensor, source: str) -> Volume:
     return Volume(
-        data=np.ascontiguousarray(meta.array[0], dtype=np.float32) if hasattr(meta, "array") else meta[0].numpy(),
+        data=np.ascontiguousarray(meta.array[0], dtype=np.float32),
         affine=np.asarray(meta.affine, dtype=float),
         source=source,
     )
