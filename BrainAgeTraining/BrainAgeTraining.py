@@ -1,7 +1,8 @@
 """BrainAgeTraining: train brain-age models from folders of 3D T1 scans (headless 3D Slicer module).
 
-Thin glue: the Logic starts ``brainage train`` (BrainAgeTrainingLib) as a subprocess
-through Slicer's Python, streams its log, reports progress and can cancel it.
+Thin glue: the Logic starts ``brainage train`` (``PythonSlicer -m BrainAgeLib.cli train``,
+with the extension's module folders on PYTHONPATH) as a subprocess, streams its log,
+reports progress and can cancel it.
 Usable from ``Slicer --no-main-window --python-script``::
 
     from BrainAgeTraining import BrainAgeTrainingLogic
@@ -67,9 +68,6 @@ class BrainAgeTrainingLogic(ScriptedLoadableModuleLogic):
         logging.info(text)
         if self.logCallback:
             self.logCallback(text)
-
-    def scriptPath(self) -> str:
-        return os.path.join(os.path.dirname(__file__), "Scripts", "train.py")
 
     def train(self, dataPaths, runDir, configPath=None, resume=False, extraArgs=None, waitForCompletion=False):
         """Start training ``dataPaths`` (BIDS roots / CSV manifests / FOLDER=AGES.csv) into ``runDir``.

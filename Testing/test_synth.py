@@ -9,6 +9,7 @@ the written brain mask; all as fractions of the brain-mask volume (head size var
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -19,7 +20,7 @@ from scipy.stats import spearmanr
 
 from BrainAgeLib.io import load_nifti, validate_volume
 from BrainAgeTrainingLib.synth_anatomy import HEAD_SOURCES, sample_data_dir
-from BrainAgeTrainingLib.synth_cohort import CohortSpec, write_cohort
+from BrainAgeTrainingLib.synth_cohort import CohortSpec, ensure_cohort, write_cohort
 
 pytestmark = pytest.mark.skipif(
     not all((sample_data_dir() / s.head_file).is_file() for s in HEAD_SOURCES.values()),
@@ -51,13 +52,24 @@ def _measure(root: Path, pid: str) -> dict[str, float]:
             "gm": float((lab == 1).mean()), "gm_label": float((dseg == 2).sum() / n)}
 
 
+AGEING_SPEC = CohortSpec(subjects=8, seed=11, cohorts=("CU",), styles=("research3d",), heads=("mni152",),
+                         age_range=(20.0, 88.0), sites=("site-01",))
+
+
 @pytest.fixture(scope="module")
 def ageing_cohort(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     out = tmp_path_factory.mktemp("ageing")
-    spec = CohortSpec(subjects=8, seed=11, cohorts=("CU",), styles=("research3d",), heads=("mni152",),
-                      age_range=(20.0, 88.0), sites=("site-01",))
-    table = write_cohort(spec, out, jobs=1, progress=False)
+    table = write_cohort(AGEING_SPEC, out, jobs=1, progress=False)
     return out, table
+
+
+def test_ensure_cohort_reuses_the_same_spec_and_refuses_another(ageing_cohort):
+    out, _ = ageing_cohort
+    before = _files(out)
+    assert ensure_cohort(AGEING_SPEC, out, jobs=1, progress=False) == out
+    assert _files(out) == before  # nothing generated again
+    with pytest.raises(FileExistsError, match="other settings"):
+        ensure_cohort(replace(AGEING_SPEC, seed=12), out, jobs=1, progress=False)
 
 
 def test_same_seed_gives_identical_files_serial_or_parallel(tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from BrainAgeLib.user_cache import cache_dir as user_cache_dir
-from BrainAgeLib.io import atomic_path, load_nifti
+from BrainAgeLib.io import atomic_path
 
 from .config import ConfigError, TrainConfig
 
@@ -76,12 +76,10 @@ def installed_demo_model(cache_dir: str | os.PathLike | None = None) -> Path | N
 
 
 def _cohort(out: Path, subjects: int, seed: int, style: str, heads: tuple[str, ...], jobs: int, progress: bool) -> Path:
-    from .synth_cohort import CohortSpec, write_cohort
+    from .synth_cohort import CohortSpec, ensure_cohort
 
-    if not (out / "participants.tsv").is_file():
-        write_cohort(CohortSpec(subjects=subjects, seed=seed, styles=(style,), heads=heads), out, jobs=jobs,
-                     overwrite=True, progress=progress)
-    return out
+    return ensure_cohort(CohortSpec(subjects=subjects, seed=seed, styles=(style,), heads=heads), out, jobs=jobs,
+                         progress=progress)
 
 
 def evaluate_heldout(package: Path, cohort: Path) -> dict:
@@ -89,27 +87,23 @@ def evaluate_heldout(package: Path, cohort: Path) -> dict:
 
     The cohort's ground-truth brain masks are applied, so skull stripping does not enter the numbers.
     """
-    import pandas as pd
-
-    from BrainAgeLib.predict import Predictor
+    from BrainAgeLib.calibration import load_calibration
+    from BrainAgeLib.errors import CalibrationError
+    from .evaluation import predict_cohort
     from .export import regression_metrics
 
-    table = pd.read_csv(cohort / "participants.tsv", sep="\t")
-    predictor = Predictor(package, skull_strip="none", device="cpu")
-    rows = []
-    for row in table.itertuples():
-        stem = cohort / row.participant_id / "anat" / row.participant_id
-        scan = load_nifti(f"{stem}_T1w.nii.gz")
-        mask = load_nifti(f"{stem}_brainmask.nii.gz")
-        brain = scan.with_data(np.where(mask.data > 0.5, scan.data, 0).astype(np.float32))
-        result = predictor.predict_volume(brain, float(row.age))
-        rows.append({"subject": row.participant_id, "age": float(row.age), "predicted": result.predicted_age,
-                     "corrected": result.corrected_age if result.corrected_age is not None else result.predicted_age})
-    frame = pd.DataFrame(rows)
+    frame = predict_cohort(package, cohort, progress=False)
+    try:
+        calibration = load_calibration(Path(package) / "model_card.json")
+        frame["corrected"] = calibration.correct(frame["predicted_age"], frame["age"])
+    except CalibrationError:  # no calibration in the card
+        frame["corrected"] = frame["predicted_age"]
+    frame = frame.rename(columns={"participant_id": "subject", "predicted_age": "predicted"})
     baseline = float(np.mean(np.abs(frame["age"] - frame["age"].mean())))
     return {"n": len(frame), "raw": regression_metrics(frame["predicted"], frame["age"]),
             "corrected": regression_metrics(frame["corrected"], frame["age"]),
-            "predict_the_mean_mae": baseline, "rows": rows}
+            "predict_the_mean_mae": baseline,
+            "rows": frame[["subject", "age", "predicted", "corrected"]].to_dict("records")}
 
 
 def ensure_demo_model(cache_dir: str | os.PathLike | None = None, *, settings: DemoSettings | None = None,

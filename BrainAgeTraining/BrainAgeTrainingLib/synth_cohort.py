@@ -250,10 +250,28 @@ def write_cohort(
     _write_text(out / "dataset_description.json", json.dumps({
         "Name": "SlicerBrainAge synthetic ageing cohort", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "brainage synth", "Description": f"seed {spec.seed}"}],
-        "SynthSpec": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()},
+        "SynthSpec": _spec_json(spec),
         "AgeingRates": asdict(AgeingRates()),
     }, indent=1))
     return table
+
+
+def _spec_json(spec: CohortSpec) -> dict:
+    return json.loads(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()}))
+
+
+def ensure_cohort(spec: CohortSpec, out_dir: str | os.PathLike, *, jobs: int = 2, progress: bool = True) -> Path:
+    """The cohort ``spec`` in ``out_dir``: generated once, then reused (refused if the folder holds other settings)."""
+    out = Path(out_dir)
+    description = out / "dataset_description.json"
+    if (out / "participants.tsv").is_file() and description.is_file():
+        saved = json.loads(description.read_text()).get("SynthSpec")
+        if saved != _spec_json(spec):
+            raise FileExistsError(f"{out} holds a synthetic cohort made with other settings; choose another folder "
+                                  "or delete it")
+        return out
+    write_cohort(spec, out, jobs=jobs, overwrite=True, progress=progress)
+    return out
 
 
 PARTICIPANTS_JSON = {

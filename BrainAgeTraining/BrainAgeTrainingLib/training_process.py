@@ -29,6 +29,26 @@ def python_executable() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
+def library_paths() -> list[str]:
+    """Folders holding BrainAgeLib and BrainAgeTrainingLib (inside Slicer: the extension's module folders)."""
+    import BrainAgeLib
+    import BrainAgeTrainingLib
+
+    return list(dict.fromkeys(str(Path(m.__file__).resolve().parent.parent) for m in (BrainAgeLib, BrainAgeTrainingLib)))
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of the training child: unbuffered output, the libraries first on PYTHONPATH.
+
+    PythonSlicer does not see an extension's module folders by itself (Slicer adds them to
+    ``sys.path`` at start-up, not to the launcher's settings), so the child gets them explicitly.
+    """
+    env = {**os.environ, **(extra or {}), "PYTHONUNBUFFERED": "1"}
+    paths = library_paths() + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
 def train_command(data: list[str], out: str, config: str | None = None, resume: bool = False,
                   extra: list[str] | None = None, python: str | None = None) -> list[str]:
     """The command line that trains (same code path as ``brainage train``)."""
@@ -59,7 +79,7 @@ class TrainingProcess:
         self._reader: threading.Thread | None = None
 
     def start(self) -> "TrainingProcess":
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        env = child_env(self.env)
         kwargs = {"start_new_session": True} if os.name == "posix" else {
             "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
         self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -1,0 +1,56 @@
+"""One picture of an evaluation: learning curve, research-3D test, clinical-2D before/after correction, gaps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from BrainAgeLib.io import atomic_path
+
+COLOURS = {"CU": "tab:blue", "MCI": "tab:orange", "AD": "tab:red", "PD": "tab:purple"}
+
+
+def plot_evaluation(frame: pd.DataFrame, history: pd.DataFrame, path: str | os.PathLike,
+                    research: pd.DataFrame | None = None, title: str = "") -> Path:
+    """Four panels from :func:`evaluation.site_evaluation`'s frame and a fold's ``metrics.csv``; PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.6))
+    ax = axes[0]
+    ax.plot(history["epoch"], np.sqrt(history["train_loss"]), label="train RMSE (augmented)")
+    ax.plot(history["epoch"], history["val_mae"], label="validation MAE")
+    ax.set(xlabel="epoch", ylabel="years", title="learning curve")
+    ax.legend()
+    ok = frame[frame["predicted_age"].notna()]
+    lo, hi = 10, 100
+    if research is not None and len(research):
+        axes[1].scatter(research["age"], research["predicted_age"], s=14, c="tab:green")
+    axes[1].set_title("research-3D, sliced (test subjects)")
+    for ax, column, name in ((axes[2], "predicted_age", "clinical-2D held-out, raw"),
+                             (axes[3], "corrected_age", "clinical-2D held-out, bias-corrected")):
+        for cohort, group in ok.groupby("cohort"):
+            for role, marker in (("evaluation", "o"), ("calibration", "x")):
+                part = group[group["role"] == role] if "role" in group else group
+                if len(part) and column in part:
+                    ax.scatter(part["age"], part[column], s=16, marker=marker, c=COLOURS.get(cohort, "grey"),
+                               label=f"{cohort} ({role})")
+        ax.set_title(name)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in axes[1:]:
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="chronological age (y)", ylabel="predicted age (y)")
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return path
