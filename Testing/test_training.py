@@ -102,9 +102,12 @@ def test_config_defaults_are_the_papers_and_files_override(tmp_path):
 
 
 def test_short_training_beats_the_mean_baseline(tmp_path, colin_2mm):
-    """10 epochs on 20 subjects: validation MAE well below predicting the training mean."""
+    """15 epochs on 20 subjects: validation MAE well below predicting the training mean.
+
+    (With 10 epochs the run reached 0.45x the baseline on one machine and 0.60x on another, where it
+    was still improving: floating-point kernels differ between CPUs, so the run is given room to finish.)"""
     data = ageing_cohort(tmp_path / "bids", colin_2mm, 20, seed=4)
-    config = TrainConfig.from_dict(tiny_config(epochs=10, n_folds=2, folds=[0], batch_size=4, max_offsets=2,
+    config = TrainConfig.from_dict(tiny_config(epochs=15, n_folds=2, folds=[0], batch_size=4, max_offsets=2,
                                                learning_rate=2e-3, augment={"shift_voxels": [2, 2, 1]}))
     result = run_training([data], tmp_path / "run", config, progress=False, log=lambda *a: None)
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())[0]

@@ -29,18 +29,17 @@ def plot_evaluation(frame: pd.DataFrame, history: pd.DataFrame, path: str | os.P
     ax.legend()
     ok = frame[frame["predicted_age"].notna()]
     lo, hi = 10, 100
+    axes[1].set_title("research-3D, sliced (test subjects)")
     if research is not None and len(research):
         axes[1].scatter(research["age"], research["predicted_age"], s=14, c="tab:green")
-    axes[1].set_title("research-3D, sliced (test subjects)")
+        axes[1].set_title(f"research-3D, sliced (test subjects): MAE {_mae(research, 'predicted_age'):.2f} y")
     for ax, column, name in ((axes[2], "predicted_age", "clinical-2D held-out, raw"),
                              (axes[3], "corrected_age", "clinical-2D held-out, bias-corrected")):
-        for cohort, group in ok.groupby("cohort"):
-            for role, marker in (("evaluation", "o"), ("calibration", "x")):
-                part = group[group["role"] == role] if "role" in group else group
-                if len(part) and column in part:
-                    ax.scatter(part["age"], part[column], s=16, marker=marker, c=COLOURS.get(cohort, "grey"),
-                               label=f"{cohort} ({role})")
-        ax.set_title(name)
+        for (cohort, role), part in ok.groupby(["cohort", "role"]):
+            ax.scatter(part["age"], part[column], s=16, marker="o" if role == "evaluation" else "x",
+                       c=COLOURS.get(cohort, "grey"), label=f"{cohort} ({role})")
+        cu = ok[(ok["cohort"] == "CU") & (ok["role"] == "evaluation")]
+        ax.set_title(f"{name}\nCU evaluation MAE {_mae(cu, column):.2f} y")
         ax.legend(fontsize=7, loc="upper left")
     for ax in axes[1:]:
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
@@ -54,3 +53,7 @@ def plot_evaluation(frame: pd.DataFrame, history: pd.DataFrame, path: str | os.P
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path
+
+
+def _mae(frame: pd.DataFrame, column: str) -> float:
+    return float(np.mean(np.abs(frame[column] - frame["age"])))
