@@ -9,7 +9,7 @@ from scipy import stats
 
 from BrainAgeLib.io import load_nifti, save_nifti
 from BrainAgeLib.predict import Predictor
-from BrainAgeTrainingLib.evaluation import gap_tests, predict_cohort, site_evaluation, split_controls
+from BrainAgeTrainingLib.evaluation import cohort_statistics, gap_tests, predict_cohort, site_evaluation, split_controls
 from BrainAgeTrainingLib.evaluation_figure import plot_evaluation
 
 
@@ -63,6 +63,32 @@ def test_gap_tests_match_the_textbook_z_test_and_scipys_welch_test():
     welch = stats.ttest_ind(ad, cu, equal_var=False)
     assert row["t_welch"] == pytest.approx(welch.statistic, rel=1e-9)
     assert row["p_welch"] == pytest.approx(welch.pvalue, rel=1e-6)
+
+
+def test_cohort_statistics_match_statsmodels_and_scipy():
+    """Welch's ANOVA vs statsmodels, Games-Howell vs the studentized range by hand, gap-MMSE r vs scipy."""
+    from statsmodels.stats.oneway import anova_oneway
+
+    rng = np.random.default_rng(5)
+    groups = {"CU": rng.normal(0.0, 1.5, 40), "MCI": rng.normal(1.5, 2.5, 25), "AD": rng.normal(3.0, 3.0, 20)}
+    frame = pd.DataFrame({"gap": np.concatenate(list(groups.values())),
+                          "cohort": np.repeat(list(groups), [len(v) for v in groups.values()])})
+    frame["mmse"] = np.clip(np.round(29 - 0.8 * frame["gap"] + rng.normal(0, 1, len(frame))), 0, 30)
+    result = cohort_statistics(frame)
+    reference = anova_oneway([groups[k] for k in ("AD", "CU", "MCI")], use_var="unequal", welch_correction=True)
+    assert result["welch_anova"]["F"] == pytest.approx(reference.statistic, rel=1e-6)
+    assert result["welch_anova"]["p"] == pytest.approx(reference.pvalue, rel=1e-6)
+    pairs = {(r["a"], r["b"]): r for r in result["games_howell"]}
+    assert len(pairs) == 3
+    a, b = groups["AD"], groups["CU"]
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    assert pairs[("AD", "CU")]["diff"] == pytest.approx(a.mean() - b.mean(), rel=1e-9)
+    assert pairs[("AD", "CU")]["p"] == pytest.approx(stats.studentized_range.sf(abs(t) * np.sqrt(2), 3, df), rel=1e-3)
+    r, p = stats.pearsonr(frame["gap"], frame["mmse"])
+    assert result["gap_vs_mmse"]["r"] == pytest.approx(r, rel=1e-9) and result["gap_vs_mmse"]["r"] < -0.5
+    assert result["gap_vs_mmse"]["p"] == pytest.approx(p, rel=1e-6) and result["gap_vs_mmse"]["n"] == len(frame)
 
 
 def test_split_controls_spreads_over_age_and_takes_only_controls():

@@ -5,9 +5,10 @@
 2. :func:`site_evaluation` fits the age-bias line on one part of the site's cognitively
    unimpaired (CU) controls, applies it to the other CU subjects and to the patients, and
    reports MAE / r before and after correction, the brain age gap per cohort, the
-   patient-vs-CU gap tests (two-sample Z-test as in the paper, Welch's t-test from pingouin)
-   and, when the cohort has a ground-truth ``biological_age``, how well the estimated gap
-   follows the true one.
+   patient-vs-CU gap tests (two-sample Z-test as in the paper, Welch's t-test from pingouin),
+   Welch's ANOVA with Games-Howell pairs and the gap's correlation with MMSE across cohorts
+   (:func:`cohort_statistics`), and, when the cohort has a ground-truth ``biological_age``,
+   how well the estimated gap follows the true one.
 """
 
 from __future__ import annotations
@@ -89,12 +90,32 @@ def gap_tests(gap: pd.Series, cohort: pd.Series, reference: str = CONTROLS) -> l
     return rows
 
 
+def cohort_statistics(frame: pd.DataFrame, value: str = "gap", group: str = "cohort", score: str = "mmse") -> dict:
+    """Across cohorts (the paper's analysis, with pingouin): Welch's ANOVA of the gap, Games-Howell post hoc
+    pairs, and the gap's Pearson correlation with a cognitive score (MMSE) when the frame has one."""
+    import pingouin as pg
+
+    data = frame.dropna(subset=[value, group])
+    result: dict = {}
+    if data[group].nunique() >= 2 and data.groupby(group)[value].count().min() >= 2:
+        welch = pg.welch_anova(data=data, dv=value, between=group).iloc[0]
+        result["welch_anova"] = {"F": float(welch["F"]), "p": float(welch["p_unc"]), "ddof1": float(welch["ddof1"]),
+                                 "ddof2": float(welch["ddof2"])}
+        result["games_howell"] = [{"a": r.A, "b": r.B, "diff": float(r.diff), "p": float(r.pval)}
+                                  for r in pg.pairwise_gameshowell(data=data, dv=value, between=group).itertuples()]
+    if score in data and data[score].notna().sum() > 2:
+        scored = data.dropna(subset=[score])
+        corr = pg.corr(scored[value], scored[score]).iloc[0]
+        result[f"{value}_vs_{score}"] = {"n": int(corr["n"]), "r": float(corr["r"]), "p": float(corr["p_val"])}
+    return result
+
+
 def site_evaluation(frame: pd.DataFrame, *, method: str = "extremes", calibration_fraction: float = 0.5,
                     seed: int = 0) -> dict:
     """Calibrate on part of the CU controls, evaluate on the rest and on the patients.
 
     Returns the calibration, MAE / r of the held-out CU subjects before and after correction,
-    the predict-the-mean baseline, the gap per cohort, gap tests, and (with ``biological_age``)
+    the predict-the-mean baseline, the gap per cohort, gap tests, cohort statistics, and (with ``biological_age``)
     the correlation and error of the estimated gap against the true gap. Adds columns
     ``role`` (calibration / evaluation), ``corrected_age``, ``gap`` and ``raw_gap`` to ``frame``.
     """
@@ -116,6 +137,7 @@ def site_evaluation(frame: pd.DataFrame, *, method: str = "extremes", calibratio
         "gap_by_cohort": {name: {"n": int(len(g)), "mean": float(g["gap"].mean()), "sd": float(g["gap"].std(ddof=1))}
                           for name, g in evaluation.groupby("cohort")},
         "gap_tests": gap_tests(evaluation["gap"], evaluation["cohort"]),
+        "cohort_statistics": cohort_statistics(evaluation),
     }
     if "biological_age" in frame:
         true_gap = evaluation["biological_age"] - evaluation["age"]

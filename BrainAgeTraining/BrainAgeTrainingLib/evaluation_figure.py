@@ -15,13 +15,13 @@ COLOURS = {"CU": "tab:blue", "MCI": "tab:orange", "AD": "tab:red", "PD": "tab:pu
 
 def plot_evaluation(frame: pd.DataFrame, history: pd.DataFrame, path: str | os.PathLike,
                     research: pd.DataFrame | None = None, title: str = "") -> Path:
-    """Four panels from :func:`evaluation.site_evaluation`'s frame and a fold's ``metrics.csv``; PNG at ``path``."""
+    """Five panels from :func:`evaluation.site_evaluation`'s frame and a fold's ``metrics.csv``; PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.6))
+    fig, axes = plt.subplots(1, 5, figsize=(23, 4.6))
     ax = axes[0]
     ax.plot(history["epoch"], np.sqrt(history["train_loss"]), label="train RMSE (augmented)")
     ax.plot(history["epoch"], history["val_mae"], label="validation MAE")
@@ -41,7 +41,15 @@ def plot_evaluation(frame: pd.DataFrame, history: pd.DataFrame, path: str | os.P
         cu = ok[(ok["cohort"] == "CU") & (ok["role"] == "evaluation")]
         ax.set_title(f"{name}\nCU evaluation MAE {_mae(cu, column):.2f} y")
         ax.legend(fontsize=7, loc="upper left")
-    for ax in axes[1:]:
+    evaluation = ok[ok["role"] == "evaluation"]
+    names = [c for c in COLOURS if c in set(evaluation["cohort"])]
+    gaps = [evaluation.loc[evaluation["cohort"] == c, "gap"] for c in names]
+    axes[4].boxplot(gaps, tick_labels=names, showfliers=False)
+    for i, (name, gap) in enumerate(zip(names, gaps), start=1):
+        axes[4].scatter(np.full(len(gap), i) + np.linspace(-0.15, 0.15, len(gap)), gap, s=10, c=COLOURS[name])
+    axes[4].axhline(0, color="k", lw=0.8, ls="--")
+    axes[4].set(title="brain age gap, evaluation subjects", ylabel="bias-corrected gap (y)")
+    for ax in axes[1:4]:
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="chronological age (y)", ylabel="predicted age (y)")
         ax.set_aspect("equal")
