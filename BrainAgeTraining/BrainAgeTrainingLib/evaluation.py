@@ -57,7 +57,7 @@ def predict_cohort(package: str | os.PathLike, cohort: str | os.PathLike, *, use
     return pd.DataFrame(rows)
 
 
-def split_controls(frame: pd.DataFrame, fraction: float = 0.5, seed: int = 0) -> pd.Series:
+def split_controls(frame: pd.DataFrame, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
     """Boolean mask of the CU subjects used to calibrate: ``fraction`` of them, spread evenly over age."""
     cu = frame.index[frame["cohort"] == CONTROLS]
     order = frame.loc[cu, "age"].sort_values(kind="stable").index
