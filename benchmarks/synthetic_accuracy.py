@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-subjects", type=int, default=200)
     parser.add_argument("--heldout-subjects", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--figure", help="also copy the figure here (e.g. docs/images/synthetic_accuracy.png)")
+    parser.add_argument("--figure", help="also copy the figure here (e.g. Resources/synthetic_accuracy.png)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     seconds = {}
