@@ -132,6 +132,7 @@ def test_predict_cohort_applies_masks_and_records_failures(masked_cohort, two_fo
     expected = Predictor(two_fold_package, skull_strip="none").predict_volume(brain, 40.0).predicted_age
     assert frame.loc[0, "predicted_age"] == pytest.approx(expected, abs=1e-3)
     assert np.isfinite(frame.loc[1, "predicted_age"])
+    assert frame["card_corrected_age"].isna().all()  # this package's card holds no calibration
 
 
 def test_evaluation_figure_is_written(tmp_path):

@@ -84,17 +84,11 @@ def evaluate_heldout(package: Path, cohort: Path) -> dict:
 
     The cohort's ground-truth brain masks are applied, so skull stripping does not enter the numbers.
     """
-    from BrainAgeLib.calibration import load_calibration
-    from BrainAgeLib.errors import CalibrationError
     from .evaluation import predict_cohort
     from .export import regression_metrics
 
     frame = predict_cohort(package, cohort, progress=False)
-    try:
-        calibration = load_calibration(Path(package) / "model_card.json")
-        frame["corrected"] = calibration.correct(frame["predicted_age"], frame["age"])
-    except CalibrationError:  # no calibration in the card
-        frame["corrected"] = frame["predicted_age"]
+    frame["corrected"] = frame["card_corrected_age"].fillna(frame["predicted_age"])
     frame = frame.rename(columns={"participant_id": "subject", "predicted_age": "predicted"})
     baseline = float(np.mean(np.abs(frame["age"] - frame["age"].mean())))
     return {"n": len(frame), "raw": regression_metrics(frame["predicted"], frame["age"]),

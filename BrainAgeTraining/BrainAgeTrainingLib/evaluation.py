@@ -31,7 +31,8 @@ CONTROLS = "CU"
 
 def predict_cohort(package: str | os.PathLike, cohort: str | os.PathLike, *, use_masks: bool = True,
                    device: str = "cpu", progress: bool = True) -> pd.DataFrame:
-    """Raw predicted age of every subject in ``cohort/participants.tsv`` (one row each, with its columns).
+    """Raw predicted age of every subject in ``cohort/participants.tsv`` (one row each, with its columns),
+    and ``card_corrected_age`` when the package's model card holds a calibration.
 
     With ``use_masks`` the subject's ``*_brainmask`` is applied (skull strip ``none``), so skull
     stripping does not enter the numbers; a subject that fails gets its error in the ``error`` column.
@@ -44,13 +45,16 @@ def predict_cohort(package: str | os.PathLike, cohort: str | os.PathLike, *, use
     rows = []
     for row in tqdm(table.to_dict("records"), desc="held-out", unit="subject", disable=not progress):
         stem = root / row["participant_id"] / "anat" / row["participant_id"]
-        out = dict(row, predicted_age=np.nan, error="")
+        out = dict(row, predicted_age=np.nan, card_corrected_age=np.nan, error="")
         try:
             scan = load_nifti(f"{stem}_T1w.nii.gz")
             if use_masks:
                 mask = load_nifti(f"{stem}_brainmask.nii.gz")
                 scan = scan.with_data(np.where(mask.data > 0.5, scan.data, 0).astype(np.float32))
-            out["predicted_age"] = predictor.predict_volume(scan, float(row["age"])).predicted_age
+            result = predictor.predict_volume(scan, float(row["age"]))
+            out["predicted_age"] = result.predicted_age
+            if result.corrected_age is not None:  # the package's own calibration, when its card has one
+                out["card_corrected_age"] = result.corrected_age
         except Exception as exc:  # recorded per subject; the rest go on
             out["error"] = f"{type(exc).__name__}: {exc}"
         rows.append(out)

@@ -10,6 +10,8 @@ import pandas as pd
 
 from BrainAgeLib.io import atomic_path
 
+from .export import regression_metrics
+
 COLOURS = {"CU": "tab:blue", "MCI": "tab:orange", "AD": "tab:red", "PD": "tab:purple"}
 
 
@@ -64,4 +66,4 @@ def plot_evaluation(frame: pd.DataFrame, history: pd.DataFrame, path: str | os.P
 
 
 def _mae(frame: pd.DataFrame, column: str) -> float:
-    return float(np.mean(np.abs(frame[column] - frame["age"])))
+    return regression_metrics(frame[column], frame["age"])["mae"]
