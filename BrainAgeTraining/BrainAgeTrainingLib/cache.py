@@ -77,6 +77,12 @@ def resolve_skull_strip(record: ScanRecord, backend: str) -> str:
     return backend
 
 
+def skull_strip_label(record: ScanRecord, backend: str) -> str:
+    """What made the brain a model saw: the mask's tool when the data set names it (e.g. "hd-bet"), else the method."""
+    method = resolve_skull_strip(record, backend)
+    return record.mask_backend if method == "mask" and record.mask_backend else method
+
+
 def skull_strip_record(volume: Volume, record: ScanRecord, backend: str) -> Volume:
     """The brain only (background 0): the data set's mask, or a skull-strip backend."""
     method = resolve_skull_strip(record, backend)

@@ -58,6 +58,12 @@ class TrainConfig:
     # data
     min_years_between_scans: float = 5.0  # one scan per subject unless scans are further apart
     max_offsets: int | None = None  # synthetic slicing offsets kept per 3D scan (None: all, as in the paper)
+    # Scans used for training in every fold but never validated or tested on (e.g. a synthetic cohort mixed
+    # with real data); the folds are made from --data alone, so they are the same with or without them.
+    extra_train: tuple[str, ...] = ()
+    # Start every fold from these weights (a model package folder or a .safetensors file of the same
+    # architecture, e.g. a network pretrained on a synthetic cohort) instead of the Kaiming initialisation.
+    init_from: str | None = None
     skull_strip: str = "auto"  # auto: the subject's brain mask when the data set has one, else hd-bet
     cache_dir: str | None = None  # default RUN_DIR/cache
     prepare_jobs: int = max(1, min(4, os.cpu_count() or 1))
@@ -102,7 +108,7 @@ class TrainConfig:
             if key in augment:
                 augment[key] = tuple(augment[key])
         model = {**DEFAULT_MODEL_CONFIG, **(data.pop("model", None) or {})}
-        for key in ("betas", "folds"):
+        for key in ("betas", "folds", "extra_train"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         config = cls(**data, model=model, augment=AugmentConfig(**augment))
@@ -125,6 +131,8 @@ class TrainConfig:
             problems.append("split_by must be 'subject' (splitting by scan would leak subjects across splits)")
         if self.calibration_method not in ("extremes", "all"):
             problems.append("calibration_method must be 'extremes' or 'all'")
+        if self.init_from and not os.path.exists(self.init_from):
+            problems.append(f"init_from {self.init_from} does not exist (a model package folder or .safetensors file)")
         if problems:
             raise ConfigError("invalid training configuration: " + "; ".join(problems))
 

@@ -9,8 +9,10 @@ Accepted ``--data`` entries:
 
 * a **BIDS root** (has ``participants.tsv`` with an ``age`` column; sessions
   ``ses-*`` and several runs are found; ``sub-X_sessions.tsv`` ages override the
-  participant's age per session; a ``*_brainmask.nii.gz`` beside a T1w is used as
-  its skull-strip mask when the config says ``skull_strip: auto``);
+  participant's age per session; a ``*_brainmask.nii.gz`` beside a T1w, or a BIDS
+  derivative ``derivatives/<tool>/sub-X/[ses-Y/]anat/<name>_desc-brain_mask.nii.gz``,
+  is used as its skull-strip mask when the config says ``skull_strip: auto``; the
+  derivative's ``dataset_description.json`` names the tool that made it);
 * a **CSV/TSV manifest** with columns ``path`` and ``age`` (optional ``subject``,
   ``session``, ``sex``, ``site``, ``cohort``, ``mask``); relative paths are relative
   to the manifest's folder;
@@ -57,6 +59,7 @@ class ScanRecord:
     cohort: str = ""
     acquisition: str = ""
     mask: str = ""  # brain mask file, when the data set ships one
+    mask_backend: str = ""  # the skull-strip tool that made ``mask`` (e.g. "hd-bet"), when known
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -193,6 +196,30 @@ def _sidecar_mask(t1: Path) -> str:
     return ""
 
 
+def derivative_backend(folder: Path) -> str:
+    """Skull-strip backend name of a BIDS derivative folder: GeneratedBy[0].Name (lower case) or the folder name."""
+    import json
+
+    try:
+        generated = json.loads((folder / "dataset_description.json").read_text()).get("GeneratedBy") or [{}]
+        name = str(generated[0].get("Name") or folder.name)
+    except (OSError, ValueError, AttributeError, IndexError):
+        name = folder.name
+    return name.strip().lower().replace(" ", "-")
+
+
+def derivative_mask(root: Path, t1: Path) -> tuple[str, str]:
+    """(mask path, backend) of a T1w's ``*_desc-brain_mask`` in the root's derivatives, or ("", "")."""
+    rel = t1.relative_to(root)
+    base = re.sub(r"_T1w$", "", _stem(t1))
+    for folder in sorted(p for p in (root / "derivatives").glob("*") if p.is_dir()):
+        for suffix in NIFTI_SUFFIXES:
+            candidate = folder / rel.parent / f"{base}_desc-brain_mask{suffix}"
+            if candidate.is_file():
+                return str(candidate), derivative_backend(folder)
+    return "", ""
+
+
 # --- BIDS -------------------------------------------------------------------------------------------
 def discover_bids(root: str | os.PathLike, name: str | None = None) -> DatasetReport:
     """All ``sub-*/[ses-*/]anat/*_T1w.nii[.gz]`` of a BIDS root with ages from participants.tsv / sessions.tsv."""
@@ -207,7 +234,7 @@ def discover_bids(root: str | os.PathLike, name: str | None = None) -> DatasetRe
         raise DatasetError(f"{table_path}: needs an age column (one of {', '.join(_AGE_NAMES)})")
     participants = {row["participant_id"]: row for row in table.to_dict("records")}
     report = DatasetReport()
-    t1_files = sorted(p for suffix in NIFTI_SUFFIXES for p in root.glob(f"sub-*/**/anat/*_T1w{suffix}"))
+    t1_files = sorted(p for suffix in NIFTI_SUFFIXES for p in root.glob(f"sub-*/**/anat/*_T1w{suffix}"))  # not derivatives/
     seen_subjects = set()
     for t1 in t1_files:
         rel = t1.relative_to(root)
@@ -229,10 +256,13 @@ def discover_bids(root: str | os.PathLike, name: str | None = None) -> DatasetRe
             report.problems.append(Problem(source, str(t1), f"{source}/{subject_id}",
                                            f"{subject_id} is not listed in participants.tsv"))
             continue
+        mask, mask_backend = _sidecar_mask(t1), ""
+        if not mask:
+            mask, mask_backend = derivative_mask(root, t1)
         _add(report, ScanRecord(
             path=str(t1), age=age if age is not None else math.nan, subject=f"{source}/{subject_id}", source=source,
             session=session, run=run, sex=row.get("sex", ""), site=row.get("site", ""), cohort=row.get("cohort", ""),
-            acquisition=row.get("acquisition", ""), mask=_sidecar_mask(t1),
+            acquisition=row.get("acquisition", ""), mask=mask, mask_backend=mask_backend,
         ))
     for subject_id in sorted(set(participants) - seen_subjects):
         report.problems.append(Problem(source, "", f"{source}/{subject_id}", "listed in participants.tsv but no *_T1w scan found"))

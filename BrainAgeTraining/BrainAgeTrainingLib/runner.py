@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch
 from BrainAgeLib.io import atomic_path
 from BrainAgeLib.spec import PreprocessSpec
 
-from .cache import CachedSample, PreparationCache, resolve_skull_strip
+from .cache import CachedSample, PreparationCache, skull_strip_label
 from .config import ConfigError, TrainConfig, load_config, resume_differences, save_config
 from .datasets import DatasetReport, load_datasets
 from .ddp import DistContext, barrier, init_distributed, resolve_device, shutdown
@@ -87,6 +87,22 @@ def data_summary(report: DatasetReport, samples: list[CachedSample], skull_strip
     }
 
 
+def _extra_samples(config: TrainConfig, cache: PreparationCache, ctx: DistContext, progress: bool, log) -> list[CachedSample]:
+    """Training-only scans (``extra_train``), prepared in the same cache; their subjects never enter the folds."""
+    if not config.extra_train:
+        return []
+    report = load_datasets(list(config.extra_train), config.min_years_between_scans)
+    if ctx.is_main:
+        samples, report = cache.build(report, jobs=config.prepare_jobs, progress=progress)
+    barrier(ctx)
+    if not ctx.is_main:
+        samples, report = cache.collect(report)
+    if ctx.is_main:
+        log(f"extra training data: {len(samples)} synthetic scans of {len(report.records)} scans "
+            f"({len(report.problems)} not used), added to every fold's training set")
+    return [replace(s, subject=f"extra:{s.subject}") for s in samples]
+
+
 def run_training(
     data: list[str | os.PathLike],
     run_dir: str | os.PathLike,
@@ -127,7 +143,8 @@ def _run(data, run_dir: Path, config: TrainConfig, ctx: DistContext, resume: boo
     barrier(ctx)
     if not ctx.is_main:
         samples, report = cache.collect(report)
-    methods = sorted({resolve_skull_strip(r, config.skull_strip) for r in report.records})
+    extra_samples = _extra_samples(config, cache, ctx, progress, log)
+    methods = sorted({skull_strip_label(r, config.skull_strip) for r in report.records})
     skull_strip = ",".join(methods) or config.skull_strip
     summary = data_summary(report, samples, skull_strip)
     if ctx.is_main:
@@ -148,7 +165,7 @@ def _run(data, run_dir: Path, config: TrainConfig, ctx: DistContext, resume: boo
     for position, fold in enumerate(folds):
         split = splits[fold]
         roles = {s: "train" for s in split.train} | {s: "val" for s in split.val} | {s: "test" for s in split.test}
-        train = [s for s in samples if roles.get(s.subject) == "train"]
+        train = [s for s in samples if roles.get(s.subject) == "train"] + extra_samples
         val = [s for s in samples if roles.get(s.subject) == "val"]
         test = [s for s in samples if roles.get(s.subject) == "test"]
         if ctx.is_main:

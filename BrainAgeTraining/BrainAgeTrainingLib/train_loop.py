@@ -128,6 +128,21 @@ def _plain_state(model: nn.Module, shift: float = 0.0, scale: float = 1.0) -> di
     return state
 
 
+def initial_weights(path: str, fold: int, shift: float = 0.0, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """Weights in years from a package folder (its fold ``fold``, else its first) or a .safetensors file,
+    with the output layer re-expressed for targets standardised by (``shift``, ``scale``)."""
+    source = Path(path)
+    if source.is_dir():
+        from BrainAgeLib.package import read_card
+
+        files = [f["file"] for f in read_card(source).folds]
+        source = source / (f"fold{fold}.safetensors" if f"fold{fold}.safetensors" in files else files[0])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(source)).items()}
+    state["class_layers.out.weight"] = state["class_layers.out.weight"] / scale
+    state["class_layers.out.bias"] = (state["class_layers.out.bias"] - shift) / scale
+    return state
+
+
 def target_scaling(train_samples: list[CachedSample], config: TrainConfig) -> tuple[float, float]:
     """(mean, SD) of the training ages when ``standardize_targets``, else (0, 1)."""
     if not config.standardize_targets or not train_samples:
@@ -192,6 +207,10 @@ def train_fold(
     best_path = fold_dir / "best.safetensors"
     model = build_model(config.model, seed=config.seed * 1000 + fold).to(device)
     shift, scale = target_scaling(train_samples, config)
+    if config.init_from:
+        model.load_state_dict(initial_weights(config.init_from, fold, shift, scale), strict=True)
+        if ctx.is_main:
+            log(f"fold {fold}: starting from the weights in {config.init_from}")
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=tuple(config.betas),

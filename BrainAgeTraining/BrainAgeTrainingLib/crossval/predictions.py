@@ -1,0 +1,86 @@
+"""Out-of-fold predictions of a finished ``brainage train`` run, for clinical-style and 3D input.
+
+Every fold's best network predicts **every** subject of the run, and each row says
+the subject's role in that fold (train / val / test), so evaluation can fit a bias
+line on a fold's train/validation predictions and score only its test subjects:
+
+* ``input = "clinical"``: each synthetic thick-slice axial scan (every slicing
+  offset) from the run's preparation cache, exactly the arrays the fold saw;
+* ``input = "3d"``: the whole 3D scan (skull stripped with the same mask, 2 mm,
+  no slicing), prepared on the fly; test subjects only unless ``all_3d``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from BrainAgeLib.io import load_nifti
+from BrainAgeLib.preprocess import prepare
+from BrainAgeLib.spec import PreprocessSpec
+
+from ..cache import PreparationCache, skull_strip_record
+from ..config import load_config
+from ..datasets import load_datasets
+from ..train_loop import load_best
+
+COLUMNS = ("fold", "subject", "role", "input", "offset", "age", "predicted_age")
+
+
+def _forward(model: torch.nn.Module, arrays: list[np.ndarray], batch: int = 16) -> list[float]:
+    out: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(arrays), batch):
+            x = torch.from_numpy(np.stack(arrays[start:start + batch]).astype(np.float32))[:, None]
+            out.extend(model(x)[:, 0].double().tolist())
+    return out
+
+
+def prepare_3d(record, spec: PreprocessSpec, skull_strip: str) -> np.ndarray:
+    """The model-ready array of a whole 3D scan (no synthetic slicing)."""
+    brain = skull_strip_record(load_nifti(record.path), record, skull_strip)
+    return prepare(brain, spec).data.astype(np.float32)
+
+
+def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *, cache_dir: str | None = None,
+                    all_3d: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Rows of :data:`COLUMNS` for every fold of ``run_dir`` that has ``best.safetensors``.
+
+    ``data`` defaults to the data the run recorded (``data_summary.json`` does not keep paths,
+    so pass the same ``--data`` entries as the run).
+    """
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.json")
+    spec = PreprocessSpec()
+    report = load_datasets(list(data), config.min_years_between_scans)
+    cache = PreparationCache(cache_dir or config.cache_dir or run_dir / "cache", spec, config.skull_strip, config.max_offsets)
+    samples, report = cache.collect(report)
+    splits = json.loads((run_dir / "splits.json").read_text())
+    records = {r.subject: r for r in report.records}
+    arrays_3d: dict[str, np.ndarray] = {}
+    torch.set_num_threads(max(1, config.threads or torch.get_num_threads()))
+    rows: list[dict] = []
+    for split in splits:
+        fold = split["fold"]
+        if not (run_dir / f"fold{fold}" / "best.safetensors").is_file():
+            continue
+        roles = {s: "train" for s in split["train"]} | {s: "val" for s in split["val"]} | {s: "test" for s in split["test"]}
+        model = load_best(run_dir / f"fold{fold}", config)
+        chosen = [s for s in samples if s.subject in roles]
+        preds = _forward(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)])
+        rows += [{"fold": fold, "subject": s.subject, "role": roles[s.subject], "input": "clinical", "offset": s.offset,
+                  "age": s.age, "predicted_age": p} for s, p in zip(chosen, preds)]
+        subjects = [s for s in roles if s in records and (all_3d or roles[s] == "test")]
+        for subject in tqdm(subjects, desc=f"fold {fold} 3d", disable=not progress):
+            if subject not in arrays_3d:
+                arrays_3d[subject] = prepare_3d(records[subject], spec, config.skull_strip)
+        preds = _forward(model, [arrays_3d[s] for s in subjects])
+        rows += [{"fold": fold, "subject": s, "role": roles[s], "input": "3d", "offset": -1, "age": records[s].age,
+                  "predicted_age": p} for s, p in zip(subjects, preds)]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
