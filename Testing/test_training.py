@@ -246,3 +246,23 @@ def test_demo_model_is_trained_once_cached_and_labelled_synthetic(tmp_path):
     evaluation = demo_evaluation(tmp_path)
     assert evaluation["n"] == 3 and np.isfinite(evaluation["raw"]["mae"])
     assert ensure_demo_model(tmp_path, settings=settings, log=lambda *a: None) == package  # cached: no retraining
+
+
+def test_release_in_half_precision_keeps_ages_within_0_05_y(uninterrupted_run, tmp_path):
+    from BrainAgeTrainingLib.release import ensemble_ages, release_package
+
+    run, _ = uninterrupted_run
+    inputs = [np.load(p) for p in sorted(run.glob("cache/scans/*/offset*.npy"))]
+    assert len(inputs) >= 8
+    result = release_package(run / "model", tmp_path / "shipped", inputs,
+                             training_data_updates={"credit": "test cohort"}, card_updates={"version": "9.9"})
+    shipped, original = load_package(tmp_path / "shipped"), load_package(run / "model")
+    assert all(p.dtype == torch.float32 for m in shipped.models for p in m.parameters())  # loaded back as float32
+    for f in shipped.card.folds:  # half the bytes of the float32 files (plus the same header)
+        assert (tmp_path / "shipped" / f["file"]).stat().st_size < 0.6 * (run / "model" / f["file"]).stat().st_size
+    diff = np.abs(ensemble_ages(shipped.models, inputs) - ensemble_ages(original.models, inputs))
+    assert diff.max() <= 0.05 and diff.max() == pytest.approx(result.max_age_difference, abs=1e-9)
+    assert diff.max() > 0  # the weights really were rounded
+    storage = shipped.card.training_data["weights_storage"]
+    assert storage["dtype"] == "float16" and storage["checked_on_model_inputs"] == len(inputs)
+    assert shipped.card.version == "9.9" and shipped.card.training_data["credit"] == "test cohort"

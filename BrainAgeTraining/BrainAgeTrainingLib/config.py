@@ -83,6 +83,8 @@ class TrainConfig:
     version: str = "0.1.0"
     description: str = ""
     calibration_method: str = "extremes"
+    # Storage precision of the exported fold weights: "float16" halves the files (loaded back as float32).
+    weights_dtype: str = "float32"
     synthetic_demo: bool = False
 
     def to_dict(self) -> dict:
@@ -131,6 +133,8 @@ class TrainConfig:
             problems.append("split_by must be 'subject' (splitting by scan would leak subjects across splits)")
         if self.calibration_method not in ("extremes", "all"):
             problems.append("calibration_method must be 'extremes' or 'all'")
+        if self.weights_dtype not in ("float32", "float16"):
+            problems.append("weights_dtype must be 'float32' or 'float16'")
         if self.init_from and not os.path.exists(self.init_from):
             problems.append(f"init_from {self.init_from} does not exist (a model package folder or .safetensors file)")
         if problems:

@@ -9,6 +9,7 @@ out-of-fold test predictions of the cognitively unimpaired subjects).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,5 +103,7 @@ def export_package(
     )
     if config.synthetic_demo:
         card.intended_use = "demonstration only: trained on SYNTHETIC data, not for clinical or research use"
+    if config.weights_dtype == "float16":
+        models = [copy.deepcopy(m).half() for m in models]  # floating tensors only; counters stay integers
     path = save_package(out_dir, models, card, overwrite=True)
     return ExportResult(path, fold_entries, predictions)
