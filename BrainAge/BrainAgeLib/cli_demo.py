@@ -2,11 +2,11 @@
 
 Makes a clinical-style thick-slice axial scan from the Colin27 head (7 mm,
 the method's synthetic slicing), skull strips it, prepares the model-ready
-volume and writes a QC picture. With ``--model`` it also predicts the age and
-draws the saliency map; without one it trains (once, cached) and uses the
-synthetic demo model (BrainAgeTrainingLib.demo_model), saying plainly that it
-was trained on synthetic data; with ``--no-train`` it stops at the model-ready
-volume and says that no trained model is installed.
+volume, predicts the age with the model bundled with BrainAge (trained on real
+IXI scans; or ``--model``) and writes a QC picture with the saliency map. With
+``--synthetic-demo`` it trains (once, cached) and uses the synthetic demo model
+(BrainAgeTrainingLib.demo_model) instead, saying plainly that it was trained on
+synthetic data; with ``--no-model`` it stops at the model-ready volume.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .bundled_models import default_model_path
 from .io import Volume, load_volume, save_nifti
 from .predict import Predictor, prepare_case
 from .report import qc_figure
@@ -27,12 +28,15 @@ from .tables import write_rows
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="run the whole pipeline on a real sample head and write a QC picture")
     p.add_argument("--input", help="a NIfTI scan (default: Colin27 head, sliced into a 7 mm axial clinical-style scan)")
-    p.add_argument("--model", help="model package folder; without it the pipeline stops at the model-ready volume")
+    p.add_argument("--model", help="model package folder (default: the bundled model)")
     p.add_argument("--age", type=float, help="chronological age of the input, if known")
     p.add_argument("--skull-strip", default="auto", choices=("auto", "hd-bet", "deepbet", "none"), help="auto: hd-bet when installed")
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
-    p.add_argument("--no-train", action="store_true",
-                   help="without --model: do not train/use the synthetic demo model; stop at the model-ready volume")
+    models = p.add_mutually_exclusive_group()
+    models.add_argument("--synthetic-demo", action="store_true",
+                        help="use the synthetic demo model (trained once, ~6-18 min on 2 cores, then cached) instead")
+    models.add_argument("--no-model", "--no-train", dest="no_model", action="store_true",
+                        help="no prediction: stop at the model-ready volume")
     p.set_defaults(func=run)
 
 
@@ -67,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     backend = _auto_backend() if args.skull_strip == "auto" else args.skull_strip
     input_path = Path(args.input) if args.input else _default_input(out, backend)
-    if not args.model and not args.no_train:
+    if args.synthetic_demo:
         args.model = _demo_model()
+    elif not args.model and not args.no_model:
+        bundled = default_model_path()
+        args.model = str(bundled) if bundled else None
+        if bundled:
+            print(f"model        {bundled} (bundled)")
     volume = load_volume(input_path)
     print(f"input        {input_path}  shape {volume.shape}  voxels {tuple(round(s, 2) for s in volume.spacing)} mm")
     print(f"skull strip  {backend}")
@@ -101,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"QC picture   {picture}")
     if not args.model:
         print(
-            "\nNo trained model is installed: the pipeline stopped at the model-ready volume.\n"
-            "Pass --model PACKAGE_FOLDER to predict; train one with `brainage train` (docs/training.md)."
+            "\nNo model was used: the pipeline stopped at the model-ready volume.\n"
+            "Pass --model PACKAGE_FOLDER (or leave out --no-model to use the bundled one); train one with "
+            "`brainage train` (docs/training.md)."
         )
     return 0 if prepared.passed_qc else 1

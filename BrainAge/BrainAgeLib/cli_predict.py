@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .bundled_models import default_model_path
 from .calibration import load_calibration
 from .errors import BrainAgeError
 from .inputs import age_for, case_key, expand_inputs, read_ages
@@ -22,7 +23,8 @@ SKULL_STRIP_CHOICES = ("hd-bet", "deepbet", "none")
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="predict brain age for scans, folders or a CSV list")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI files, folders (searched recursively) or CSV lists (column 'path', optional 'age')")
-    p.add_argument("--model", required=True, help="model package folder")
+    p.add_argument("--model", help="model package folder (default: the model bundled with BrainAge, "
+                                    "or $BRAINAGE_DEFAULT_MODEL)")
     ages = p.add_mutually_exclusive_group()
     ages.add_argument("--age", type=float, help="chronological age (years) of every input")
     ages.add_argument("--ages", help="CSV/TSV with 'age' and 'path', 'file', 'participant_id' or 'subject'")
@@ -48,8 +50,12 @@ def run(args: argparse.Namespace) -> int:
         cases = expand_inputs(args.inputs)
         ages = read_ages(args.ages) if args.ages else {}
         calibration = load_calibration(args.calibration) if args.calibration else None
+        model = args.model or default_model_path()
+        if model is None:
+            raise ValueError("no model given and no bundled model found; pass --model PACKAGE_FOLDER "
+                             "(train one with `brainage train`)")
         predictor = Predictor(
-            args.model,
+            model,
             device=args.device,
             precision=args.precision,
             calibration=calibration,

@@ -7,6 +7,8 @@ The registry is a JSON file (``BrainAge/Resources/Models.json``)::
 
 ``url`` points at a .zip of a package folder. Downloads are verified against
 ``sha256`` before unpacking; imported local packages are verified by loading them.
+Entries with ``"bundled": true`` and a ``path`` ship inside the extension instead
+(:mod:`bundled_models`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from .user_cache import cache_dir
 class RegistryEntry:
     name: str
     version: str
-    url: str
-    sha256: str
+    url: str = ""
+    sha256: str = ""
     description: str = ""
     synthetic_demo: bool = False
 
@@ -46,9 +48,11 @@ def models_dir() -> Path:
 
 
 def read_registry(path: str | os.PathLike) -> list[RegistryEntry]:
+    """Downloadable entries (with a ``url``); bundled ones are read by :mod:`bundled_models`."""
     data = json.loads(Path(path).read_text())
     fields = RegistryEntry.__dataclass_fields__
-    return [RegistryEntry(**{k: v for k, v in item.items() if k in fields}) for item in data.get("models", [])]
+    return [RegistryEntry(**{k: v for k, v in item.items() if k in fields}) for item in data.get("models", [])
+            if item.get("url")]
 
 
 def installed_models() -> list[Path]:

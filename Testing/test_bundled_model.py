@@ -1,0 +1,47 @@
+"""The model bundled with the extension: found without torch, used when no model is named, small
+enough to ship, and carrying its data credit, cross-validation results and limits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from BrainAgeLib.bundled_models import REGISTRY, bundled_entries, default_model_path
+
+
+def _registry(tmp_path, models):
+    path = tmp_path / "Models.json"
+    path.write_text(json.dumps({"models": models}))
+    return path
+
+
+def test_default_is_the_bundled_entry_marked_default_and_needs_its_folder(tmp_path, two_fold_package, monkeypatch):
+    monkeypatch.delenv("BRAINAGE_DEFAULT_MODEL", raising=False)
+    registry = _registry(tmp_path, [
+        {"name": "gone", "version": "1", "path": "missing-folder", "bundled": True, "default": True},
+        {"name": "dl", "version": "1", "url": "https://example.org/m.zip", "sha256": "0" * 64},
+        {"name": "real", "version": "1", "path": str(two_fold_package), "bundled": True},
+    ])
+    entries = bundled_entries(registry)
+    assert [e["name"] for e in entries] == ["real"]  # the missing folder and the download are not bundled models
+    assert default_model_path(registry) == two_fold_package.resolve()
+    monkeypatch.setenv("BRAINAGE_DEFAULT_MODEL", str(tmp_path / "site-model"))
+    assert default_model_path(registry) == tmp_path / "site-model"
+
+
+def test_bundled_models_reads_json_only():
+    """The Slicer panel lists models before torch is installed: this module must not import it."""
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['monai'] = None; "
+            "import BrainAgeLib.bundled_models as b; print(len(b.bundled_entries()))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_download_registry_skips_bundled_entries(tmp_path):
+    from BrainAgeLib.model_registry import read_registry
+
+    registry = _registry(tmp_path, [{"name": "b", "version": "1", "path": "x", "bundled": True},
+                                    {"name": "dl", "version": "1", "url": "https://example.org/m.zip", "sha256": "0" * 64}])
+    assert [e.name for e in read_registry(registry)] == ["dl"]
+    assert REGISTRY.name == "Models.json" and REGISTRY.is_file()
