@@ -266,3 +266,36 @@ def test_release_in_half_precision_keeps_ages_within_0_05_y(uninterrupted_run, t
     storage = shipped.card.training_data["weights_storage"]
     assert storage["dtype"] == "float16" and storage["checked_on_model_inputs"] == len(inputs)
     assert shipped.card.version == "9.9" and shipped.card.training_data["credit"] == "test cohort"
+
+
+IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi-hh-2mm"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (IXI / "participants.tsv").is_file(), reason="the real IXI HH data set is not on this machine")
+def test_retraining_a_small_fold_on_the_real_ixi_scans(tmp_path):
+    """The shipped model's recipe (benchmarks/configs/ixi_xs.yaml) on the real data, cut to a narrow network,
+    fold 0 and a few epochs: the HD-BET derivative masks are used, every offset is prepared, and the
+    out-of-fold evaluation runs end to end and beats predicting the training mean."""
+    from BrainAgeTrainingLib.crossval.metrics import add_fold_correction, score
+    from BrainAgeTrainingLib.crossval.predictions import run_predictions
+
+    config = load_config(Path(__file__).resolve().parents[1] / "benchmarks" / "configs" / "ixi_xs.yaml",
+                         epochs=4, folds=(0,), model={"init_features": 8, "growth_rate": 4, "block_config": [1, 2, 2, 2]},
+                         prepare_jobs=2, tensorboard=False)
+    run = tmp_path / "run"
+    result = run_training([IXI], run, config, progress=False, log=lambda *a: None)
+    card = load_package(result.package).card
+    assert card.skull_strip == {"backend": "hd-bet"} and card.training_data["subjects"] == 181
+    assert card.training_data["synthetic_scans"] == 4 * 181  # 2 mm scans: k = 4 (8 mm slices), every offset
+    frame = add_fold_correction(run_predictions(run, [str(IXI)], progress=False))
+    clinical, full = frame[frame["input"] == "clinical"], frame[frame["input"] == "3d"]
+    assert set(frame["role"]) == {"train", "val", "test"} and full["role"].eq("test").all()
+    splits = json.loads((run / "splits.json").read_text())[0]
+    ages = pd.read_csv(IXI / "participants.tsv", sep="\t").set_index("participant_id")["age"]
+    train_mean = np.mean([ages[s.split("/")[1]] for s in splits["train"]])
+    test_ages = np.array([ages[s.split("/")[1]] for s in splits["test"]])
+    baseline = float(np.mean(np.abs(test_ages - train_mean)))
+    summary = score(clinical, n_resamples=200)
+    print(f"\nIXI fold 0, 4 epochs, narrow net: clinical test MAE {summary['mae']:.2f} y vs mean baseline {baseline:.2f} y")
+    assert summary["subjects"] == len(splits["test"]) and summary["mae"] < baseline

@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, logs, RUN_DIR/model)")
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file overriding training settings (saved with the run)")
     p.add_argument("--resume", action="store_true", help="continue a run that was stopped (same settings)")
+    p.add_argument("--extra-train", nargs="+", metavar="ROOT_OR_CSV",
+                   help="data used for training in every fold but never validated or tested on (e.g. a synthetic cohort)")
+    p.add_argument("--init-from", metavar="PACKAGE",
+                   help="start every fold from these weights (package folder or .safetensors), e.g. synthetic pretraining")
     p.add_argument("--epochs", type=int, help="override the number of epochs")
     p.add_argument("--folds", type=lambda t: tuple(int(x) for x in t.split(",")), help="train only these folds, e.g. 0 or 0,1")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
@@ -42,7 +46,8 @@ def register(subparsers) -> None:
 
 def resolve_config(args: argparse.Namespace):
     overrides = {"epochs": args.epochs, "folds": args.folds, "device": args.device, "num_workers": args.num_workers,
-                 "prepare_jobs": args.prepare_jobs, "cache_dir": args.cache_dir}
+                 "prepare_jobs": args.prepare_jobs, "cache_dir": args.cache_dir, "init_from": args.init_from,
+                 "extra_train": tuple(args.extra_train) if args.extra_train else None}
     saved = Path(args.out) / "config.json"
     if args.resume and not args.config and saved.is_file():
         return load_config(saved, **overrides)

@@ -1,0 +1,85 @@
+"""Put a finished real-data training run into the extension as its bundled default model.
+
+    .venv/bin/python scripts/ship_model.py --run RUNS/ixi_xs --cache-dir RUNS/ixi-cache \\
+        --cv docs/results/ixi/summary.json --config-name xs
+
+Writes ``BrainAge/Resources/Models/<name>-<version>/`` (float16 fold files, checked against the
+float32 ages on every cached model input), and the bundled entry in ``BrainAge/Resources/Models.json``.
+List the new files in BrainAge/CMakeLists.txt (the script prints the lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
+
+from BrainAgeLib.package import read_card  # noqa: E402
+from BrainAgeTrainingLib.release import release_package  # noqa: E402
+
+CREDIT = ("IXI dataset, Information eXtraction from Images (EPSRC GR/S21533/02), brain-development.org; "
+          "2 mm version from the NiChart project's test data (CBICA, University of Pennsylvania)")
+INTENDED_USE = (
+    "Research use only; not a medical device. Brain age of adults (trained on ages 20-82) from a T1-weighted "
+    "axial scan, thick-slice clinical (5-8 mm) or 3D, skull stripped with HD-BET. Trained on healthy volunteers "
+    "of ONE site (IXI Hammersmith Hospital, Philips 3T): on other scanners and sites expect a shift; calibrate "
+    "on your own site's healthy controls (brainage calibrate) before reading brain age gaps. Ages outside "
+    "20-82 y, children, and scans with large lesions or after surgery are outside its training data.")
+
+
+def _cv_summary(path: Path | None, name: str) -> list[dict]:
+    if not path:
+        return []
+    keep = []
+    for row in json.loads(path.read_text()):
+        if row["config"] != name or row["input"] not in ("clinical", "3d"):
+            continue
+        entry = {"input": row["input"], "n_scans": row["raw"]["n"], "subjects": row["raw"]["subjects"]}
+        for kind in ("raw", "corrected"):
+            if row.get(kind):
+                entry[kind] = {k: row[kind][k] for k in ("mae", "mae_ci", "rmse", "r", "r2", "mean_error", "bias_slope")
+                               if k in row[kind]}
+        keep.append(entry)
+    return keep
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True, help="brainage train run folder (holds model/)")
+    p.add_argument("--cache-dir", required=True, help="its preparation cache (model inputs for the float16 check)")
+    p.add_argument("--cv", type=Path, help="summary.json of benchmarks/real_cv.py")
+    p.add_argument("--config-name", default="xs", help="the run's name in summary.json")
+    args = p.parse_args(argv)
+    run = Path(args.run)
+    card = read_card(run / "model")
+    inputs = [np.load(p) for p in sorted(Path(args.cache_dir).glob("scans/*/offset*.npy"))]
+    dest = ROOT / "BrainAge" / "Resources" / "Models" / f"{card.name}-{card.version}"
+    updates = {"credit": CREDIT, "licence": "CC BY-SA 3.0 (the training data's licence)",
+               "population": "181 healthy adults, 20.2-81.9 y, one site (IXI Hammersmith Hospital, Philips 3T)",
+               "cross_validation": _cv_summary(args.cv, args.config_name),
+               "cross_validation_note": "5 folds by subject (80/10/10, age-stratified); test subjects only; "
+                                        "corrected = bias line fitted per fold on its validation subjects",
+               "training_config": json.loads((run / "config.json").read_text())}
+    result = release_package(run / "model", dest, inputs, card_updates={"intended_use": INTENDED_USE},
+                             training_data_updates=updates)
+    print(f"{dest}: largest fold file {result.largest_file_mib:.2f} MiB; float16 vs float32 ages differ by at most "
+          f"{result.max_age_difference:.4f} y on {result.n_inputs} model inputs")
+    registry = ROOT / "BrainAge" / "Resources" / "Models.json"
+    data = json.loads(registry.read_text())
+    entry = {"name": card.name, "version": card.version, "path": f"Models/{dest.name}", "bundled": True, "default": True,
+             "description": card.description, "synthetic_demo": False}
+    data["models"] = [m for m in data.get("models", []) if m.get("path") != entry["path"]] + [entry]
+    registry.write_text(json.dumps(data, indent=2) + "\n")
+    for f in sorted(dest.iterdir()):
+        print(f"  Resources/Models/{dest.name}/{f.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
