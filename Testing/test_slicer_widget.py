@@ -1,0 +1,218 @@
+"""The BrainAge panel (BrainAgeWidget) on PySide6 stand-ins and a real MRML scene.
+
+Guards issue 11: (1) parameter types Slicer's GUI connectors accept, (2) the panel opens without
+torch/MONAI/nibabel/safetensors and offers the install, (8) one run at a time and Cancel,
+(9) the shown model reaches the parameter node, (10) no connector pile-up over enter/exit.
+"""
+
+import importlib
+import pathlib
+import re
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("slicer_core", reason="slicer-core is installed by `make test` (scripts/setup.sh)")
+pytest.importorskip("PySide6")
+
+import slicer_env  # noqa: E402  (must come before `import slicer`)
+import slicer  # noqa: E402
+import slicer_panel  # noqa: E402
+from PySide6 import QtCore  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+UI = ROOT / "BrainAge" / "Resources" / "UI" / "BrainAge.ui"
+PATHS = (pathlib.Path, pathlib.PosixPath, pathlib.WindowsPath, pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath)
+
+#: Widget class -> types Slicer 5.10's connector accepts, read in
+#: Base/Python/slicer/parameterNodeWrapper/guiConnectors.py (tag v5.10.0), class named per row.
+ACCEPTED = {
+    "QCheckBox": ((bool,), "QCheckBoxToBoolConnector"),
+    "QPushButton": ((bool,), "QCheckablePushButtonToBoolConnector"),
+    "QSpinBox": ((int,), "QSliderOrSpinBoxToIntConnector"),
+    "QSlider": ((int,), "QSliderOrSpinBoxToIntConnector"),
+    "QDoubleSpinBox": ((float, int), "QDoubleSpinBoxCtkSliderWidgetToFloatIntConnector"),
+    "ctkSliderWidget": ((float, int), "QDoubleSpinBoxCtkSliderWidgetToFloatIntConnector (bounded only)"),
+    "QComboBox": ((int, float, str, bool), "QComboBoxToStringableConnector (Choice annotation required)"),
+    "QLineEdit": ((str,), "QLineEditToStrConnector"),
+    "QLabel": ((str,), "QLabelToStrConnector"),
+    "ctkPathLineEdit": (PATHS, "ctkPathLineEditToPathConnector (pathlib types only)"),
+    "ctkDirectoryButton": (PATHS, "ctkDirectoryButtonToPathConnector (pathlib types only)"),
+}
+BOUNDED = {"ctkSliderWidget"}  # "Cannot have a connection to ctkSliderWidget where the float types is unbounded."
+NEEDS_CHOICE = {"QComboBox"}
+
+
+def _bound_widgets():
+    """(widget class, parameter name) for every .ui widget with a SlicerParameterName."""
+    text = UI.read_text()
+    return re.findall(r'<widget class="(\w+)" name="\w+">(?:(?!</widget>).)*?name="SlicerParameterName" stdset="0"><string>(\w+)<', text, re.S)
+
+
+@pytest.fixture()
+def brainage(monkeypatch, tmp_path):
+    """The module on a fresh scene, with an empty model cache and registry (tests add models)."""
+    slicer_env.new_scene()
+    monkeypatch.setenv("BRAINAGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BRAINAGE_DEFAULT_MODEL", raising=False)
+    registry = tmp_path / "Resources" / "Models.json"
+    registry.parent.mkdir()
+    registry.write_text('{"models": []}')
+    import BrainAge
+
+    monkeypatch.setattr(BrainAge.BrainAgeLogic, "registryPath", lambda self: str(registry))
+    return BrainAge
+
+
+def test_every_bound_parameter_has_a_type_slicer_can_connect(brainage):
+    hints = typing.get_type_hints(brainage.BrainAgeParameterNode, include_extras=True)
+    bound = _bound_widgets()
+    assert {name for _, name in bound} == set(hints), "every parameter is bound to exactly one widget"
+    for widget_class, name in bound:
+        plain, *annotations = typing.get_args(hints[name]) or (hints[name],)
+        if widget_class == "qMRMLNodeComboBox":  # qMRMLNodeComboBoxToNodeConnector: MRML node classes
+            assert issubclass(plain, slicer.vtkMRMLNode), name
+            continue
+        types_, connector = ACCEPTED[widget_class]
+        assert plain in types_, f"{name}: {plain} on {widget_class}; Slicer's {connector} accepts {types_}"
+        if widget_class in BOUNDED:
+            assert any(type(a).__name__ == "WithinRange" for a in annotations), f"{name}: {connector}"
+        if widget_class in NEEDS_CHOICE:
+            assert any(type(a).__name__ == "Choice" for a in annotations), f"{name}: {connector}"
+
+
+def test_the_stand_in_connectors_match_the_table():
+    """The stand-in parameterNodeWrapper refuses exactly what the table (read from Slicer) refuses."""
+    standin = importlib.import_module("slicer.parameterNodeWrapper")  # the slicer namespace holds its decorator
+
+    for widget_class, (types_, _) in ACCEPTED.items():
+        for candidate in (bool, int, float, str, pathlib.Path):
+            assert standin.canRepresent(widget_class, candidate) == (candidate in types_), (widget_class, candidate)
+    assert not standin.canRepresent("ctkPathLineEdit", str)  # issue 11 point 1: str paths broke setup()
+
+
+def test_panel_opens_without_torch_monai_nibabel_safetensors_and_offers_install(brainage, monkeypatch):
+    for module in ("torch", "monai", "nibabel", "safetensors"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import torch` now raises ImportError
+    widget, dialogs = slicer_panel.open_panel(monkeypatch)
+    assert dialogs.shown == []  # the panel never opens a dialog by itself
+    assert widget.ui.requirementsFrame.isVisible()
+    prompt = widget.ui.requirementsLabel.text
+    for expected in ("PyTorch is not installed", "monai==1.6.1", "nibabel>=5.2", "safetensors>=0.4"):
+        assert expected in prompt
+    assert "captum" not in prompt  # only what is really missing is listed
+    assert widget.ui.installButton.enabled and not widget.ui.applyButton.enabled
+    assert all(sys.modules[m] is None for m in ("torch", "monai", "nibabel", "safetensors"))
+    # Install asks first; declining installs nothing
+    calls = []
+    monkeypatch.setattr(widget.logic, "setupPythonRequirements", lambda *a, **k: calls.append(a) or True)
+    widget.ui.installButton.click()
+    assert dialogs.names() == ["confirmOkCancelDisplay"] and "monai==1.6.1" in dialogs.shown[0][1] and calls == []
+
+
+def test_install_that_needs_a_restart_offers_it_from_the_panel_only(brainage, monkeypatch):
+    monkeypatch.setitem(sys.modules, "monai", None)
+    dialogs = slicer_panel.Dialogs()
+    dialogs.answers = {"confirmOkCancelDisplay": True, "confirmYesNoDisplay": True}
+    widget, _ = slicer_panel.open_panel(monkeypatch, dialogs)
+    installed = []
+    monkeypatch.setattr(slicer.util, "pip_install", installed.append)
+    widget.ui.installButton.click()
+    assert installed == [["monai==1.6.1"]]  # torch is fine here, so PyTorchUtils is not asked
+    assert dialogs.names() == ["confirmOkCancelDisplay", "confirmYesNoDisplay", "restart"]
+
+
+def _receivers(widget, signature):
+    return QtCore.QObject.receivers(widget, QtCore.SIGNAL(signature))
+
+
+@pytest.mark.parametrize("returns_tag", [True, False], ids=["slicer-5.10", "slicer-5.8-no-tag"])
+def test_enter_and_exit_do_not_pile_up_gui_connectors(brainage, monkeypatch, returns_tag):
+    standin = importlib.import_module("slicer.parameterNodeWrapper")  # the slicer namespace holds its decorator
+
+    monkeypatch.setattr(standin, "CONNECT_GUI_RETURNS_TAG", returns_tag)
+    widget, _ = slicer_panel.open_panel(monkeypatch)
+    before = _receivers(widget.ui.ageSpinBox, "valueChanged(double)")
+    for _ in range(5):
+        widget.exit()
+        widget.enter()
+    assert _receivers(widget.ui.ageSpinBox, "valueChanged(double)") == before
+    widget.ui.ageSpinBox.value = 71.5
+    assert widget._parameterNode.chronologicalAge == 71.5
+    # a new scene gives a new parameter node: the panel moves its one connection to it
+    widget.onSceneStartClose(None, None)
+    slicer.mrmlScene.Clear()
+    widget.onSceneEndClose(None, None)
+    assert widget._parameterNode.chronologicalAge == 0.0 and widget.ui.ageSpinBox.value == 0.0
+
+
+def _fake_package(folder, name, demo=False):
+    folder.mkdir(parents=True)
+    (folder / "model_card.json").write_text(f'{{"name": "{name}", "version": "1", "synthetic_demo": {str(demo).lower()}}}')
+    return folder
+
+
+def test_the_only_model_is_selected_and_reaches_the_parameter_node(brainage, monkeypatch, tmp_path):
+    only = _fake_package(tmp_path / "cache" / "models" / "site-1", "site")
+    widget, _ = slicer_panel.open_panel(monkeypatch)
+    combo = widget.ui.modelSelector
+    assert combo.itemText(0) == "Select a model..." and combo.count == 2
+    assert combo.currentIndex == 1 and str(widget._parameterNode.modelPath) == str(only)
+    assert widget.ui.modelPathLineEdit.currentPath == str(only)
+    combo.setCurrentIndex(0)  # the user deselects it ...
+    assert str(widget._parameterNode.modelPath) == "."
+    combo.setCurrentIndex(1)  # ... and can choose it again
+    assert str(widget._parameterNode.modelPath) == str(only)
+
+
+def test_bundled_default_is_preselected_and_demo_models_never_are(brainage, monkeypatch, tmp_path):
+    _fake_package(tmp_path / "cache" / "models" / "demo-1", "demo", demo=True)
+    cached = _fake_package(tmp_path / "cache" / "models" / "site-1", "site")
+    bundled = _fake_package(tmp_path / "Resources" / "Models" / "ixi-1", "ixi")
+    (tmp_path / "Resources" / "Models.json").write_text(
+        '{"models": [{"name": "ixi", "version": "1", "path": "Models/ixi-1", "bundled": true, "default": true}]}')
+    widget, _ = slicer_panel.open_panel(monkeypatch)
+    labels = [widget.ui.modelSelector.itemText(i) for i in range(widget.ui.modelSelector.count)]
+    assert labels == ["Select a model...", "ixi 1 (bundled)", "demo 1 (SYNTHETIC DEMO, not for clinical use)", "site 1"]
+    assert str(widget._parameterNode.modelPath) == str(bundled.resolve())
+    widget.ui.modelSelector.setCurrentIndex(3)
+    assert str(widget._parameterNode.modelPath) == str(cached)
+    # a folder typed into the path field shows up in the list
+    widget.ui.modelPathLineEdit.currentPath = str(tmp_path / "elsewhere")
+    assert widget.ui.modelSelector.currentText == "elsewhere (folder)"
+
+
+def test_one_run_at_a_time_and_cancel(brainage, monkeypatch, two_fold_package, colin_brain_path):
+    clicks = []
+
+    def process_events():  # what a user does while the panel processes events during a run
+        if not clicks:
+            clicks.append(widget.ui.applyButton.enabled)
+            widget.ui.applyButton.click()  # ignored: disabled
+            widget.onApplyButton()  # a click already queued: must not start a nested run
+
+    widget, dialogs = slicer_panel.open_panel(monkeypatch, processEvents=process_events)
+    node = slicer_env.load_volume_node(colin_brain_path, "colin")
+    p = widget._parameterNode
+    p.inputVolume, p.modelPath, p.skullStrip, p.saliencyMethod = node, Path(two_fold_package), "none", "none"
+    starts = []
+    original = widget.logic.process
+    monkeypatch.setattr(widget.logic, "process", lambda *a, **k: starts.append(1) or original(*a, **k))
+    assert widget.ui.applyButton.enabled
+    widget.onApplyButton()
+    assert clicks == [False] and len(starts) == 1 and dialogs.shown == []
+    assert "Predicted" in widget.ui.resultLabel.text and widget.ui.applyButton.enabled
+    assert not widget.ui.cancelButton.enabled
+
+    def cancel_on_first_step():
+        if widget.ui.cancelButton.enabled:
+            widget.ui.cancelButton.click()
+
+    monkeypatch.setattr(slicer.app, "processEvents", cancel_on_first_step)
+    tables = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    widget.onApplyButton()
+    assert widget.ui.statusLabel.text == "Cancelled." and dialogs.shown == []
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables  # stopped before any output
+    assert widget.ui.applyButton.enabled and not widget.logic.running
