@@ -9,13 +9,19 @@ With plain Python and the core only (same Predictor underneath)::
 
     python BrainAge/Scripts/batch.py --input DIR_OR_CSV --model PKG --out results.csv
 
-One bad case is recorded in its row (``error``) and the batch goes on; the exit
-status is 1 when any case failed.
+One bad case is recorded in its row (``error``) and the batch goes on. Exit status:
+0 all cases done, 1 some case failed, 2 the batch could not run (bad arguments, missing
+PyTorch extension, failed install, ...), 3 packages were installed and Slicer must restart.
+``Slicer --python-script`` does not exit by itself (qSlicerCoreApplication only exits after
+``--python-code`` / ``--testing``), so every path ends in ``sys.exit``; no dialog ever opens.
 """
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
+
+EXIT_OK, EXIT_CASES_FAILED, EXIT_ERROR, EXIT_RESTART = 0, 1, 2, 3
 
 MODULE_DIR = Path(__file__).resolve().parents[1]
 if str(MODULE_DIR) not in sys.path:
@@ -43,15 +49,27 @@ def inside_slicer() -> bool:
     return hasattr(slicer, "app") or getattr(slicer, "mrmlScene", None) is not None
 
 
-def run_slicer(args, cases, ages) -> list:
-    """Each case through BrainAgeLogic on the MRML scene; nodes are removed after each case."""
+class RestartNeeded(RuntimeError):
+    """Packages were installed that the running Slicer can only use after a restart."""
+
+
+def slicer_logic(args):
+    """BrainAgeLogic, with its Python packages installed first (no questions asked, no dialogs)."""
     import slicer
     from BrainAge import BrainAgeLogic
-    from BrainAgeLib.inputs import age_for, case_key
 
     logic = BrainAgeLogic()
-    if hasattr(slicer, "app"):  # the real application: install missing packages without asking
-        logic.setupPythonRequirements(askConfirmation=False)
+    if hasattr(slicer, "app") and not logic.setupPythonRequirements(skullStrip=args.skull_strip):
+        raise RestartNeeded("BrainAge installed its Python packages; start Slicer again to run the batch.")
+    return logic
+
+
+def run_slicer(args, cases, ages, logic=None) -> list:
+    """Each case through BrainAgeLogic on the MRML scene; nodes are removed after each case."""
+    import slicer
+    from BrainAgeLib.inputs import age_for, case_key
+
+    logic = logic or slicer_logic(args)
     rows = []
     for index, case in enumerate(cases, 1):
         print(f"[{index}/{len(cases)}] {case.path}", flush=True)
@@ -100,26 +118,36 @@ def run_core(args, cases, ages) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    engine = args.engine if args.engine != "auto" else ("slicer" if inside_slicer() else "core")
+    logic = slicer_logic(args) if engine == "slicer" else None  # packages first: the readers below need them
     from BrainAgeLib.inputs import expand_inputs, read_ages
     from BrainAgeLib.tables import write_rows
 
     cases = expand_inputs(args.input)
     ages = read_ages(args.ages) if args.ages else {}
-    engine = args.engine if args.engine != "auto" else ("slicer" if inside_slicer() else "core")
-    rows = run_slicer(args, cases, ages) if engine == "slicer" else run_core(args, cases, ages)
+    rows = run_slicer(args, cases, ages, logic) if engine == "slicer" else run_core(args, cases, ages)
     write_rows(rows, args.out)
     failed = sum(1 for r in rows if r.get("error"))
     print(f"{len(rows) - failed} of {len(rows)} cases done ({engine} engine); results in {args.out}", flush=True)
-    return 1 if failed else 0
+    return EXIT_CASES_FAILED if failed else EXIT_OK
+
+
+def run(argv=None) -> int:
+    """main() with every way out turned into an exit status."""
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_ERROR)
+    except RestartNeeded as exc:
+        print(f"brainage batch: {exc}", file=sys.stderr, flush=True)
+        return EXIT_RESTART
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a window-less Slicer must never be left running
+        traceback.print_exc()
+        print(f"brainage batch: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
-    status = main()
-    try:
-        import slicer
-
-        if hasattr(slicer, "app"):
-            slicer.util.exit(status)
-    except ImportError:
-        pass
-    sys.exit(status)
+    sys.exit(run())
