@@ -155,15 +155,22 @@ def read_config_file(path: str | os.PathLike) -> dict:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the training configuration ({exc})") from exc
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    if is_yaml:
+        try:
             import yaml
-
+        except ImportError as exc:
+            raise ConfigError(
+                f"{path}: YAML configurations need PyYAML, which is not installed (3D Slicer does not bundle it): "
+                "pip install pyyaml (in Slicer: the BrainAgeTraining logic installs it), or write the settings as JSON"
+            ) from exc
+    try:
+        if is_yaml:
             data = yaml.safe_load(text) or {}
         else:
             data = json.loads(text or "{}")
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'} ({exc})") from exc
+        raise ConfigError(f"{path}: not valid {'YAML' if is_yaml else 'JSON'} ({exc})") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the configuration must be a mapping of setting: value")
     return data

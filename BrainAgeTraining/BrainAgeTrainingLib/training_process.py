@@ -1,15 +1,21 @@
 """Run ``brainage train`` as a subprocess: stream its log, report progress, cancel it.
 
 This is the Slicer-free part of ``BrainAgeTrainingLogic``: inside Slicer the
-interpreter is ``PythonSlicer``; elsewhere ``sys.executable``. The child runs in
-its own process group, so cancelling also stops its DataLoader / preparation
-workers. Progress comes from the ``[progress] <fraction>`` lines the trainer
-prints after every epoch.
+interpreter is ``PythonSlicer``; elsewhere ``sys.executable``. Cancelling stops the
+whole process tree: on POSIX the child's process group (DataLoader / preparation
+workers included), on Windows ``taskkill /T`` (``PythonSlicer.exe`` is a launcher,
+so killing it alone would leave the real Python running). Progress comes from the
+``[progress] <fraction>`` lines the trainer prints after every epoch.
+
+A reader thread only queues the child's output; the callbacks run on the thread
+that polls the process (``drain``, ``running``, ``wait``), so inside Slicer a main-thread
+timer can hand them to Qt widgets safely.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import signal
@@ -77,6 +83,7 @@ class TrainingProcess:
     def __post_init__(self) -> None:
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
+        self._queue: queue.Queue[str] = queue.Queue()
 
     def start(self) -> "TrainingProcess":
         env = child_env(self.env)
@@ -89,9 +96,20 @@ class TrainingProcess:
         return self
 
     def _read(self) -> None:
+        """Reader thread: queue the child's lines; no callback runs here."""
         assert self._proc is not None and self._proc.stdout is not None
         for raw in self._proc.stdout:
-            line = raw.rstrip("\n")
+            self._queue.put(raw.rstrip("\n"))
+
+    def drain(self) -> int:
+        """Hand the queued lines to ``on_line`` / ``on_progress`` on the calling thread; returns how many."""
+        count = 0
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return count
+            count += 1
             self.lines.append(line)
             match = _PROGRESS.match(line)
             if match:
@@ -107,6 +125,8 @@ class TrainingProcess:
 
     @property
     def running(self) -> bool:
+        """Whether the child still runs (queued output is delivered first)."""
+        self.drain()
         return self._proc is not None and self._proc.poll() is None
 
     @property
@@ -114,30 +134,48 @@ class TrainingProcess:
         return self._proc.poll() if self._proc else None
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the end (and for the log to be read completely); returns the exit status."""
+        """Wait for the end, delivering the output on this thread; returns the exit status."""
         assert self._proc is not None, "start() first"
-        code = self._proc.wait(timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._proc.poll() is None:
+            self.drain()
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.command, timeout)
+            time.sleep(0.05)
         if self._reader is not None:
             self._reader.join(timeout=10)
-        return code
+        self.drain()
+        return self._proc.returncode
 
     def cancel(self, grace_seconds: float = 5.0, hard: bool = False) -> None:
-        """Stop the whole process group: SIGTERM, then SIGKILL after ``grace_seconds`` (or at once with ``hard``)."""
+        """Stop the whole process tree: politely first (POSIX SIGTERM), then by force after ``grace_seconds``."""
         if not self.running:
             return
         self.cancelled = True
         assert self._proc is not None
-        if os.name != "posix":
-            self._proc.kill()
-            return
-        group = os.getpgid(self._proc.pid)
-        os.killpg(group, signal.SIGKILL if hard else signal.SIGTERM)
+        kill_tree(self._proc.pid, hard=hard or os.name != "posix")
         deadline = time.monotonic() + grace_seconds
         while self._proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if self._proc.poll() is None:
-            os.killpg(group, signal.SIGKILL)
+            kill_tree(self._proc.pid, hard=True)
         self.wait(timeout=30)
+
+
+def kill_tree(pid: int, hard: bool = False, system: str | None = None, run=subprocess.run) -> None:
+    """Stop a process and every process it started.
+
+    POSIX: signal the process group the child leads (``start_new_session``). Windows: ``taskkill /T /F``,
+    because ``Popen.kill`` would stop only the ``PythonSlicer.exe`` launcher and leave its Python child
+    running (SlicerMONAIAuto3DSeg's process.py kills the children for the same reason).
+    """
+    if (system or os.name) == "posix":
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL if hard else signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    else:
+        run(["taskkill", "/PID", str(pid), "/T", "/F"], capture_output=True, check=False)
 
 
 def run_training_subprocess(data: list[str], out: str | Path, config: str | None = None, resume: bool = False,
