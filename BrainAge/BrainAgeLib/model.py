@@ -4,6 +4,9 @@ Growth rate 32, blocks (6, 12, 32, 32), bottleneck 4, 64 initial features,
 7x7x7 stride-2 stem and 3x3x3 stride-2 max-pool (MONAI's defaults), LeakyReLU
 (0.01) everywhere, the **last transition layer removed** (the input, 80x120x40,
 is small) and one linear output: the age in years. Kaiming-normal initialisation.
+
+:func:`empty_model` builds the same network without running any initialiser (its
+tensors are allocated, never written), for loading weights that overwrite them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+from torch.overrides import TorchFunctionMode
 from monai.networks.layers.factories import Conv
 from monai.networks.nets import DenseNet
 from monai.networks.nets.densenet import _DenseBlock
@@ -96,6 +100,34 @@ def build_model(config: dict | None = None, *, seed: int | None = None) -> nn.Mo
     for rebuilt in (getattr(net.features, f"denseblock{last}"), getattr(net.features, f"norm{last + 1}"), net.class_layers.out):
         _kaiming_init(rebuilt, config["spatial_dims"])  # MONAI's constructor initialised every other layer alike
     return net
+
+
+#: torch.nn.init functions that :func:`empty_model` skips (weights are loaded over them).
+_INITIALISERS = frozenset(
+    getattr(nn.init, name)
+    for name in ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+)
+
+
+class _SkipInitialisers(TorchFunctionMode):
+    """Turn every torch.nn.init call inside the block into a no-op (this thread only)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _INITIALISERS:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
+def empty_model(config: dict | None = None) -> nn.Module:
+    """The network of :func:`build_model` with uninitialised (allocated, untouched) weights.
+
+    For loading a state dict with ``assign=True``: no time is spent on initialisers
+    whose values would be overwritten. (The meta device would avoid the allocation too,
+    but its first use imports ~800 torch modules, ~2 s in a fresh process.)
+    """
+    with _SkipInitialisers():
+        return build_model(config)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -2,7 +2,9 @@
 
 One :class:`Predictor` holds a loaded model package and serves single scans,
 arrays with an affine (the Slicer module) and batches of many scans (batch
-runs), recording per-stage timings and QC flags in each result.
+runs), recording per-stage timings and QC flags in each result. Networks run
+with denormals flushed (:mod:`.cpu_runtime`); ``precision="auto"`` picks bf16 on
+CPUs that have it when ages stay within 0.1 y of fp32 (:mod:`.cpu_precision`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from .calibration import Calibration
+from .cpu_precision import TOLERANCE_Y, decision_key, native_bf16, record_precision, recorded_precision
+from .cpu_runtime import flush_denormals
 from .errors import BrainAgeError
 from .io import Volume, load_volume, validate_volume
 from .package import ModelPackage, load_package
@@ -25,7 +31,8 @@ from .spec import PreprocessSpec
 from .saliency import compute_saliency, fraction_inside, to_reference_grid
 from .skullstrip import skull_strip
 
-PRECISIONS = ("fp32", "bf16", "amp")
+PRECISIONS = ("fp32", "bf16", "amp", "auto")
+_NO_VOXELS = np.zeros((0, 0, 0), dtype=np.float32)
 
 
 @dataclass
@@ -108,10 +115,13 @@ class Predictor:
         self.package = package if isinstance(package, ModelPackage) else load_package(package, device=self.device)
         self.load_seconds = time.perf_counter() - t0
         self.models = [m.to(self.device).eval() for m in self.package.models]
+        self._precision_check: str | None = None  # decision key while an 'auto' bf16 choice is unverified
+        if precision == "auto":
+            precision, self._precision_check = self._auto_precision()
+            channels_last = precision == "bf16"
         self.precision = precision
-        self.channels_last = channels_last
-        if channels_last:
-            self.models = [m.to(memory_format=torch.channels_last_3d) for m in self.models]
+        self.channels_last = False
+        self._set_channels_last(channels_last)
         card = self.package.card
         self.spec = card.preprocess_spec
         self.calibration = calibration or (Calibration.from_dict(card.calibration) if card.calibration else None)
@@ -119,10 +129,29 @@ class Predictor:
         self.allow_non_axial = allow_non_axial
         self.model_label = f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''})"
 
+    def _auto_precision(self) -> tuple[str, str | None]:
+        """('bf16' or 'fp32', key of a check still to make): bf16 only on CPUs with native bf16."""
+        if self.device.type != "cpu" or not native_bf16():
+            return "fp32", None
+        key = decision_key([str(f.get("sha256", "")) for f in self.package.card.folds])
+        recorded = recorded_precision(key)
+        if recorded in ("fp32", "bf16"):
+            return recorded, None
+        return "bf16", key
+
+    def _set_channels_last(self, enabled: bool) -> None:
+        if enabled != self.channels_last:
+            layout = torch.channels_last_3d if enabled else torch.contiguous_format
+            self.models = [m.to(memory_format=layout) for m in self.models]
+        self.channels_last = enabled
+
     # -- preparation -------------------------------------------------------------------------------
-    def prepare_volume(self, volume: Volume) -> PreparedCase:
-        """Check, skull strip and preprocess one scan (raises BrainAgeInputError on bad input)."""
-        case = prepare_case(volume, self.spec, self.skull_strip_backend, device=str(self.device), allow_non_axial=self.allow_non_axial)
+    def prepare_volume(self, volume: Volume, *, validated: bool = False) -> PreparedCase:
+        """Check (unless ``validated``), skull strip and preprocess one scan (raises BrainAgeInputError on bad input)."""
+        case = prepare_case(
+            volume, self.spec, self.skull_strip_backend, device=str(self.device),
+            allow_non_axial=self.allow_non_axial, validated=validated,
+        )
         trained_with = (self.package.card.skull_strip or {}).get("backend")
         if trained_with and trained_with != self.skull_strip_backend:
             case.warnings.append(
@@ -136,20 +165,38 @@ class Predictor:
         x = torch.as_tensor(np.stack(arrays)[:, None], dtype=torch.float32, device=self.device)
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
 
-    def _autocast(self):
-        if self.precision == "bf16":
+    def _autocast(self, precision: str):
+        if precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        if self.precision == "amp":
+        if precision == "amp":
             return torch.autocast("cuda", dtype=torch.float16)
         return torch.autocast(self.device.type, enabled=False)
 
-    @torch.inference_mode()
-    def forward(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw ages, shape (n_scans, n_folds)."""
-        x = self._input_tensor(arrays)
-        with self._autocast():
+    def _ages(self, x: torch.Tensor, precision: str) -> np.ndarray:
+        with self._autocast(precision):
             outputs = [m(x).float()[:, 0] for m in self.models]
         return torch.stack(outputs, dim=1).cpu().numpy().astype(float)
+
+    @torch.inference_mode()
+    def forward(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw ages, shape (n_scans, n_folds).
+
+        Under ``precision="auto"`` the first call also runs fp32 and keeps bf16 only
+        if no age moved by more than ``TOLERANCE_Y`` (the choice is remembered).
+        """
+        x = self._input_tensor(arrays)
+        with flush_denormals():
+            ages = self._ages(x, self.precision)
+            if self._precision_check is not None:
+                reference = self._ages(x, "fp32")
+                difference = float(np.max(np.abs(ages - reference)))
+                chosen = "bf16" if difference <= TOLERANCE_Y else "fp32"
+                record_precision(self._precision_check, chosen, difference)
+                self._precision_check = None
+                if chosen == "fp32":
+                    self.precision, ages = "fp32", reference
+                    self._set_channels_last(False)
+        return ages
 
     # -- results -----------------------------------------------------------------------------------
     def _result(self, case: PreparedCase, fold_ages: np.ndarray, age: float | None, timings: dict) -> PredictionResult:
@@ -195,9 +242,19 @@ class Predictor:
         t0 = time.perf_counter()
         volume = load_volume(path, allow_non_axial=self.allow_non_axial)
         read = time.perf_counter() - t0
-        result = self.predict_volume(volume, age)
+        result = self.predict_case(self.prepare_volume(volume, validated=True), age)
         result.timings = {"read": read, **result.timings}
         return result
+
+    def _read_and_prepare(self, source: str | os.PathLike | Volume, keep_voxels: bool) -> tuple[PreparedCase, dict]:
+        """One case of :meth:`predict_many` (runs in a worker thread): read, check, skull strip, preprocess."""
+        t0 = time.perf_counter()
+        volume = source if isinstance(source, Volume) else load_volume(source, allow_non_axial=self.allow_non_axial)
+        read = time.perf_counter() - t0
+        case = self.prepare_volume(volume, validated=not isinstance(source, Volume))
+        if not keep_voxels:  # only the model input is needed from here on: free the scan-sized arrays
+            case = replace(case, volume=case.volume.with_data(_NO_VOXELS), brain_mask=case.brain_mask.with_data(_NO_VOXELS))
+        return case, {"read": read, **case.timings}
 
     def predict_many(
         self,
@@ -207,9 +264,12 @@ class Predictor:
         batch_size: int = 8,
         progress: Callable[[int], None] | None = None,
         on_result: Callable[[PreparedCase, PredictionResult], None] | None = None,
+        prefetch: int | None = None,
     ) -> list[PredictionResult]:
         """Predict many scans, batching the network; a failing case is recorded and the rest go on.
 
+        Results come in the order of ``sources``. The next cases are read, skull stripped and
+        preprocessed (``prefetch`` of them, default ``batch_size``) while the network runs.
         ``progress`` is called with the number of cases finished since the last call;
         ``on_result`` with each successful case and its result (e.g. to write saliency).
         """
@@ -237,22 +297,38 @@ class Predictor:
                 progress(len(pending))
             pending.clear()
 
-        for index, source in enumerate(sources):
-            name = source.source if isinstance(source, Volume) else str(source)
-            try:
-                t0 = time.perf_counter()
-                volume = source if isinstance(source, Volume) else load_volume(source, allow_non_axial=self.allow_non_axial)
-                read = time.perf_counter() - t0
-                case = self.prepare_volume(volume)
-            except (BrainAgeError, OSError, ValueError, RuntimeError) as exc:
-                results[index] = PredictionResult(source=name, error=f"{type(exc).__name__}: {exc}")
-                if progress:
-                    progress(1)
-                continue
-            pending.append((index, case, {"read": read, **case.timings}))
-            if len(pending) >= batch_size:
-                flush()
-        flush()
+        # Reading, skull stripping and preprocessing run in a worker thread, up to `ahead` cases in
+        # advance (a bounded queue), while this thread runs the network on the batch before.
+        ahead = max(1, prefetch if prefetch is not None else batch_size)
+        queued: deque = deque()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="brainage-prepare")
+        try:
+            todo = iter(enumerate(sources))
+
+            def submit_next() -> None:
+                for index, source in todo:
+                    queued.append((index, source, pool.submit(self._read_and_prepare, source, on_result is not None)))
+                    return
+
+            for _ in range(ahead):
+                submit_next()
+            while queued:
+                index, source, future = queued.popleft()
+                submit_next()
+                try:
+                    case, timings = future.result()
+                except (BrainAgeError, OSError, ValueError, RuntimeError) as exc:
+                    name = source.source if isinstance(source, Volume) else str(source)
+                    results[index] = PredictionResult(source=name, error=f"{type(exc).__name__}: {exc}")
+                    if progress:
+                        progress(1)
+                    continue
+                pending.append((index, case, timings))
+                if len(pending) >= batch_size:
+                    flush()
+            flush()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return [r for r in results if r is not None]
 
     # -- saliency ----------------------------------------------------------------------------------
@@ -265,12 +341,14 @@ class Predictor:
 
 
 def prepare_case(
-    volume: Volume, spec: PreprocessSpec, skull_strip: str, *, device: str = "cpu", allow_non_axial: bool = False
+    volume: Volume, spec: PreprocessSpec, skull_strip: str, *, device: str = "cpu", allow_non_axial: bool = False,
+    validated: bool = False,
 ) -> PreparedCase:
-    """Check, skull strip and preprocess one scan for the network."""
-    validate_volume(volume, allow_non_axial=allow_non_axial)
+    """Check (unless ``validated`` already), skull strip and preprocess one scan for the network."""
+    if not validated:
+        validate_volume(volume, allow_non_axial=allow_non_axial)
     t0 = time.perf_counter()
-    brain, mask, label, warnings = strip_skull(volume, skull_strip, device=device)
+    brain, mask, label, warnings = strip_skull(volume, skull_strip, device=device, validate=False)
     t1 = time.perf_counter()
     prepared = prepare(brain, spec)
     t2 = time.perf_counter()
@@ -284,7 +362,9 @@ def prepare_case(
     )
 
 
-def strip_skull(volume: Volume, backend: str, *, device: str = "cpu") -> tuple[Volume, Volume, str, list[str]]:
+def strip_skull(
+    volume: Volume, backend: str, *, device: str = "cpu", validate: bool = True
+) -> tuple[Volume, Volume, str, list[str]]:
     """Run the chosen skull-strip backend: (brain, mask, 'backend version', warnings incl. mask QC), input grid."""
-    result = skull_strip(volume, backend, device=device)
+    result = skull_strip(volume, backend, device=device, validate=validate)
     return result.brain, result.mask, f"{result.backend} {result.backend_version}", list(result.warnings)

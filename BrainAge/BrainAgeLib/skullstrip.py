@@ -21,6 +21,7 @@ from types import ModuleType
 import nibabel as nib
 import numpy as np
 
+from .cpu_runtime import flush_denormals
 from .errors import SkullStripError
 from .io import Volume, to_canonical, validate_volume
 from .skullstrip_qc import SkullStripQC, mask_qc
@@ -124,22 +125,27 @@ def skull_strip(
     device: str | None = None,
     folds: int = 1,
     tta: bool = False,
+    validate: bool = True,
 ) -> SkullStripResult:
     """Brain mask, masked brain and QC of a head scan, on the scan's own grid.
 
     ``device``: None/'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.
     ``folds`` (1-5) and ``tta`` (mirroring) apply to HD-BET only; 5 folds with TTA
-    is the HD-BET paper setting and is meant for a GPU.
+    is the HD-BET paper setting and is meant for a GPU. ``validate=False`` skips
+    the input checks for a volume the caller has already validated.
+    The backend's network runs with denormal floats flushed to zero (:mod:`.cpu_runtime`).
     """
     module = backend_module(backend)
-    validate_volume(volume, allow_non_axial=True, check_fov=False)
+    if validate:
+        validate_volume(volume, allow_non_axial=True, check_fov=False)
     device_name = "cpu" if backend == "none" else resolve_device(device)
     version = module.version()
 
     canonical = to_canonical(volume)
-    mask_canonical, warnings = module.predict_mask(
-        canonical.data, canonical.spacing, device=device_name, folds=folds, tta=tta
-    )
+    with flush_denormals():
+        mask_canonical, warnings = module.predict_mask(
+            canonical.data, canonical.spacing, device=device_name, folds=folds, tta=tta
+        )
     if tuple(mask_canonical.shape) != canonical.shape:
         raise SkullStripError(
             f"backend {backend} returned a mask of shape {mask_canonical.shape} for an image of shape "
@@ -152,7 +158,11 @@ def skull_strip(
         )
     mask_data = np.ascontiguousarray(mask_data)
     mask = Volume(data=mask_data, affine=np.array(volume.affine, dtype=float), source=volume.source)
-    brain_data = np.where(mask_data > 0, np.asarray(volume.data, dtype=np.float32), np.float32(0))
+    voxels = np.asarray(volume.data, dtype=np.float32)
+    if getattr(module, "OUTSIDE_MASK_IS_MINIMUM", False) and float(voxels.min()) == 0.0:
+        brain_data = voxels  # outside the mask every voxel is already 0: the brain is the input itself
+    else:
+        brain_data = np.where(mask_data > 0, voxels, np.float32(0))
     brain = Volume(data=brain_data, affine=np.array(volume.affine, dtype=float), source=volume.source)
     qc = mask_qc(mask)
     return SkullStripResult(

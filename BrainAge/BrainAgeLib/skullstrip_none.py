@@ -10,8 +10,11 @@ import numpy as np
 from scipy import ndimage
 
 from . import __version__
+from .skullstrip_qc import bounding_box
 
 PACKAGE = "slicer-brainage"
+#: Every voxel outside this backend's mask holds the image minimum (the mask is all voxels above it, holes filled).
+OUTSIDE_MASK_IS_MINIMUM = True
 #: Non-background tissue above this volume (mL) cannot be a brain alone.
 MAX_BRAIN_ONLY_ML = 2500.0
 #: Brain-only images have at least this fraction of voxels at the background value.
@@ -45,15 +48,26 @@ def predict_mask(
 def fill_holes(tissue: np.ndarray) -> np.ndarray:
     """Tissue plus every background pocket that does not reach the image border.
 
-    Same result as ``ndimage.binary_fill_holes`` (6-connected background), about
-    twice as fast on a 1 mm head: one labelling pass instead of iterated dilation.
+    Same result as ``ndimage.binary_fill_holes`` (6-connected background): one
+    labelling pass over the tissue's bounding box plus a one-voxel frame (pockets
+    that reach the frame reach the border), not the whole field of view.
     """
-    labels, _ = ndimage.label(~tissue)
-    faces = (labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1])
+    tissue = np.asarray(tissue, dtype=bool)
+    box = bounding_box(tissue)
+    if box is None:
+        return np.zeros(tissue.shape, dtype=bool)
+    lo = [max(int(a) - 1, 0) for a in box[0]]
+    hi = [min(int(b) + 2, n) for b, n in zip(box[1], tissue.shape)]
+    window = tuple(slice(a, b) for a, b in zip(lo, hi))
+    inner = np.zeros([b - a + 2 for a, b in zip(lo, hi)], dtype=bool)  # background frame around the window
+    inner[1:-1, 1:-1, 1:-1] = ~tissue[window]
+    inner[0], inner[-1], inner[:, 0], inner[:, -1], inner[:, :, 0], inner[:, :, -1] = (True,) * 6
+    labels, _ = ndimage.label(inner)
     outside = np.zeros(labels.max() + 1, dtype=bool)
-    outside[np.concatenate([f.ravel() for f in faces])] = True
-    outside[0] = False  # label 0 is tissue
-    return ~outside[labels]
+    outside[labels[0, 0, 0]] = True  # the frame is one connected background component
+    filled = np.zeros(tissue.shape, dtype=bool)
+    filled[window] = ~outside[labels[1:-1, 1:-1, 1:-1]]
+    return filled
 
 
 def skull_warnings(tissue: np.ndarray, spacing: tuple[float, float, float]) -> list[str]:

@@ -50,7 +50,7 @@ def mask_qc(mask: Volume, *, volume_range_ml: tuple[float, float] = BRAIN_VOLUME
     """Measure a 0/1 mask on its own grid and flag implausible results."""
     data = np.asarray(mask.data) > 0
     spacing = np.asarray(mask.spacing, dtype=float)
-    count = int(data.sum())
+    count = int(np.count_nonzero(data))
     volume_ml = float(count * np.prod(spacing) / 1000.0)
     flags: list[str] = []
     if count == 0:
@@ -64,9 +64,7 @@ def mask_qc(mask: Volume, *, volume_range_ml: tuple[float, float] = BRAIN_VOLUME
             edge_sides=(),
             flags=("the mask is empty: no brain was found. Check that the input is a T1 head scan.",),
         )
-    index = np.nonzero(data)
-    bbox_min = tuple(int(i.min()) for i in index)
-    bbox_max = tuple(int(i.max()) for i in index)
+    bbox_min, bbox_max = bounding_box(data)  # type: ignore[misc]
     bbox_size = tuple(float((hi - lo + 1) * s) for lo, hi, s in zip(bbox_min, bbox_max, spacing))
     sides = touched_sides(mask)
     lo, hi = volume_range_ml
@@ -92,9 +90,21 @@ def mask_qc(mask: Volume, *, volume_range_ml: tuple[float, float] = BRAIN_VOLUME
     )
 
 
+def bounding_box(mask: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+    """Inclusive (first, last) voxel indices of a boolean mask's True voxels; None when it has none."""
+    first, last = [], []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if len(hits) == 0:
+            return None
+        first.append(int(hits[0]))
+        last.append(int(hits[-1]))
+    return tuple(first), tuple(last)  # type: ignore[return-value]
+
+
 def touched_sides(mask: Volume) -> tuple[str, ...]:
     """Faces of the field of view (right, left, posterior, ...) that the mask touches."""
-    data = np.asarray(mask.data) > 0
+    data = np.asarray(mask.data)
     ornt = nib.io_orientation(mask.affine)
     sides = []
     for axis in range(3):
@@ -102,9 +112,9 @@ def touched_sides(mask: Volume) -> tuple[str, ...]:
         low_name, high_name = _SIDE_NAMES[world_axis]
         if flip < 0:
             low_name, high_name = high_name, low_name
-        if np.take(data, 0, axis=axis).any():
+        if (np.take(data, 0, axis=axis) > 0).any():
             sides.append(low_name)
-        if np.take(data, -1, axis=axis).any():
+        if (np.take(data, -1, axis=axis) > 0).any():
             sides.append(high_name)
     order = [name for pair in _SIDE_NAMES for name in pair]
     return tuple(sorted(sides, key=order.index))
