@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "BrainAgeLib.cli_demo",
     "BrainAgeTrainingLib.cli_synth",
     "BrainAgeTrainingLib.cli_train",
+    "BrainAgeTrainingLib.cli_evaluate",
 )
 
 

@@ -14,6 +14,7 @@ from .errors import BrainAgeError
 from .inputs import age_for, case_key, expand_inputs, read_ages
 from .io import save_nifti
 from .predict import PRECISIONS, Predictor
+from .reports import write_case_report
 from .saliency import METHODS as SALIENCY_METHODS
 from .tables import write_rows
 
@@ -32,6 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--skull-strip", choices=SKULL_STRIP_CHOICES, default="hd-bet", help="brain extraction (default hd-bet, the paper's)")
     p.add_argument("--saliency", metavar="DIR", help="write a saliency map per scan into DIR (on the scan's own grid)")
     p.add_argument("--saliency-method", choices=SALIENCY_METHODS, default="guided-backprop")
+    p.add_argument("--report", metavar="DIR", help="write a one-page case report per scan into DIR (PDF + PNG, with saliency)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--batch-size", type=int, default=8)
@@ -71,14 +73,26 @@ def run(args: argparse.Namespace) -> int:
     saliency_dir = Path(args.saliency) if args.saliency else None
     extra: dict[str, dict] = {}
 
+    report_dir = Path(args.report) if args.report else None
+
     def write_saliency(case, result) -> None:
+        sal = None
         try:
             sal = predictor.saliency(case, args.saliency_method)
-            path = saliency_dir / f"{case_key(case.volume.source)}_saliency.nii.gz"
-            save_nifti(sal.on_input, path, description=f"brainage saliency {sal.method}; mask {case.skull_strip}")
-            extra[result.source] = {"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)}
+            if saliency_dir:
+                path = saliency_dir / f"{case_key(case.volume.source)}_saliency.nii.gz"
+                save_nifti(sal.on_input, path, description=f"brainage saliency {sal.method}; mask {case.skull_strip}")
+                extra[result.source] = {"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)}
         except (BrainAgeError, OSError, RuntimeError, ValueError) as exc:
             result.qc_flags.append(f"saliency failed: {exc}")
+        if report_dir:
+            try:
+                paths = write_case_report(report_dir, result, case.volume, case.brain_mask, card=predictor.package.card,
+                                          saliency=sal.on_input if sal else None, saliency_method=sal.method if sal else "",
+                                          overwrite=args.overwrite)
+                extra.setdefault(result.source, {})["report_path"] = str(paths["pdf"])
+            except (OSError, ValueError) as exc:
+                result.qc_flags.append(f"report failed: {exc}")
 
     with tqdm(total=len(cases), desc="brain age", unit="scan") as bar:
         results = predictor.predict_many(
@@ -86,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             [age_for(c, ages, args.age) for c in cases],
             batch_size=args.batch_size,
             progress=bar.update,
-            on_result=write_saliency if saliency_dir else None,
+            on_result=write_saliency if saliency_dir or report_dir else None,
         )
     rows = [{**r.to_row(), **extra.get(r.source, {})} for r in results]
     write_rows(rows, out)

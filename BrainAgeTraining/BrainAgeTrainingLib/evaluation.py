@@ -90,7 +90,8 @@ def gap_tests(gap: pd.Series, cohort: pd.Series, reference: str = CONTROLS) -> l
         rows.append({"cohort": name, "reference": reference, "n": len(other), "n_reference": len(ref),
                      "mean_gap": float(other.mean()), "mean_gap_reference": float(ref.mean()),
                      "z": float(z), "p_z": float(p_z), "t_welch": float(welch["T"].iloc[0]),
-                     "p_welch": float(welch["p_val"].iloc[0])})
+                     "p_welch": float(welch["p_val"].iloc[0]),
+                     "hedges_g": float(pg.compute_effsize(other, ref, eftype="hedges"))})
     return rows
 
 
@@ -104,8 +105,9 @@ def cohort_statistics(frame: pd.DataFrame, value: str = "gap", group: str = "coh
     if data[group].nunique() >= 2 and data.groupby(group)[value].count().min() >= 2:
         welch = pg.welch_anova(data=data, dv=value, between=group).iloc[0]
         result["welch_anova"] = {"F": float(welch["F"]), "p": float(welch["p_unc"]), "ddof1": float(welch["ddof1"]),
-                                 "ddof2": float(welch["ddof2"])}
-        result["games_howell"] = [{"a": r.A, "b": r.B, "diff": float(r.diff), "p": float(r.pval)}
+                                 "ddof2": float(welch["ddof2"]), "np2": float(welch["np2"])}
+        result["games_howell"] = [{"a": r.A, "b": r.B, "diff": float(r.diff), "se": float(r.se), "t": float(r.T),
+                                   "df": float(r.df), "p": float(r.pval), "hedges_g": float(r.hedges)}
                                   for r in pg.pairwise_gameshowell(data=data, dv=value, between=group).itertuples()]
     if score in data and data[score].notna().sum() > 2:
         scored = data.dropna(subset=[score])
