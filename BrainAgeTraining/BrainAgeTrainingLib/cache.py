@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from BrainAgeLib.cpu_runtime import flush_denormals
 from BrainAgeLib.io import Volume, atomic_path, load_nifti, thick_axis, to_canonical, validate_volume
 from BrainAgeLib.preprocess import prepare
 from BrainAgeLib.slicing import synthetic_clinical_scans
@@ -129,6 +130,7 @@ def prepare_record(record: ScanRecord, spec: PreprocessSpec, backend: str, max_o
     return entry
 
 
+@flush_denormals()  # this worker process runs skull-strip networks
 def _worker(args) -> tuple[str, dict]:
     record, spec_dict, backend, max_offsets, out_dir, dtype = args
     import torch

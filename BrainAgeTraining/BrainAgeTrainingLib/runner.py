@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from BrainAgeLib.cpu_runtime import flush_denormals
 from BrainAgeLib.io import atomic_path
 from BrainAgeLib.spec import PreprocessSpec
 
@@ -103,6 +104,7 @@ def _extra_samples(config: TrainConfig, cache: PreparationCache, ctx: DistContex
     return [replace(s, subject=f"extra:{s.subject}") for s in samples]
 
 
+@flush_denormals()  # denormals flushed on every torch thread while training runs
 def run_training(
     data: list[str | os.PathLike],
     run_dir: str | os.PathLike,
