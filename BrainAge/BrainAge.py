@@ -101,13 +101,14 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: gathers parameters, calls the logic, shows the results."""
 
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
+        # State first: without a parent, Slicer's ScriptedLoadableModuleWidget.__init__ calls setup() itself.
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._updatingModelSelector = False
         self._requirementProblems = []
+        VTKObservationMixin.__init__(self)
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)

@@ -65,10 +65,14 @@ def open_panel(monkeypatch, dialogs=None, processEvents=None):
     monkeypatch.setattr(slicer, "app", app_standin(app, processEvents), raising=False)
     monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kwargs: None)
     import BrainAge
+    import qt
 
-    widget = BrainAge.BrainAgeWidget()
-    widget.parent.isEntered = True
+    panel = slicer.qMRMLWidget()  # what qSlicerScriptedLoadableModuleWidget gives the module: a parent, then setup()
+    panel.setLayout(qt.QVBoxLayout())
+    panel.setMRMLScene(slicer.mrmlScene)
+    panel.isEntered = True
+    widget = BrainAge.BrainAgeWidget(panel)
     widget.setup()
-    widget.parent.show()
+    panel.show()
     app.processEvents()
     return widget, dialogs

@@ -28,6 +28,8 @@ class PythonQtMixin:
     def __getattribute__(self, name):
         if name == "name":
             return QtCore.QObject.objectName(self)
+        if name in ("connect", "disconnect"):  # shiboken would hand out QObject's static connect
+            return getattr(PythonQtMixin, name).__get__(self)
         if name[:1] != "_":
             prop = _meta_property(self, name)
             if prop is not None:
@@ -41,6 +43,8 @@ class PythonQtMixin:
         if name[:1] != "_":
             prop = _meta_property(self, name)
             if prop is not None:
+                if isinstance(value, tuple):  # PythonQt converts any sequence to a QStringList / QVariantList
+                    value = list(value)
                 if not prop.write(self, value):
                     raise AttributeError(f"cannot write Qt property {name!r} of {type(self).__name__}")
                 return
