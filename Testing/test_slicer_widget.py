@@ -239,3 +239,45 @@ def test_panel_files_parse_as_python_3_9():
     for path in ("BrainAge/BrainAge.py", "BrainAge/BrainAgeLib/requirements.py", "BrainAge/BrainAgeLib/model_list.py",
                  "BrainAge/BrainAgeLib/bundled_models.py", "BrainAge/BrainAgeLib/user_cache.py"):
         ast.parse((ROOT / path).read_text(), filename=path, feature_version=(3, 9))
+
+
+class FakePyTorchUtilsLogic:
+    """PyTorchUtilsLogic.installTorch's signature (SlicerPyTorch PyTorchUtils/PyTorchUtils.py); installs nothing."""
+
+    calls = []
+    installs = "2.9.1"
+
+    def installTorch(self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None,
+                     torchvisionVersionRequirement=None):
+        self.calls.append((askConfirmation, torchVersionRequirement))
+        FakePyTorchUtilsLogic.version = self.installs
+        return object()
+
+
+def test_an_old_torch_is_replaced_through_pytorchutils_not_pip(brainage, monkeypatch):
+    import importlib.metadata
+    import types
+
+    real = importlib.metadata.version
+    FakePyTorchUtilsLogic.calls, FakePyTorchUtilsLogic.version = [], "2.2.2"
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: FakePyTorchUtilsLogic.version if name == "torch" else real(name))
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=FakePyTorchUtilsLogic))
+    pip = []
+    monkeypatch.setattr(slicer.util, "pip_install", pip.append)
+    logic = brainage.BrainAgeLogic()
+    assert "PyTorch 2.2.2 is installed but BrainAge needs torch>=2.8" in logic.requirementsProblems()
+    ready = logic.setupPythonRequirements()
+    assert FakePyTorchUtilsLogic.calls == [(False, ">=2.8")] and pip == []  # asked nobody; pip never touched torch
+    assert ready is False  # torch 2.2.2 is already loaded in this process: the new one needs a restart
+    assert logic.requirementsProblems() == []
+
+
+def test_the_modules_self_test_installs_its_packages_first(brainage, monkeypatch):
+    """BrainAgeTest (what `Slicer --testing` runs on the extensions dashboard) sets up requirements in setUp."""
+    monkeypatch.setitem(sys.modules, "monai", None)
+    pip = []
+    monkeypatch.setattr(slicer.util, "pip_install", pip.append)
+    test = brainage.BrainAgeTest("runTest")
+    with pytest.raises(AssertionError, match="restart Slicer"):
+        test.setUp()  # monai stays missing here, as if a restart were needed
+    assert pip == [["monai==1.6.1"]]
