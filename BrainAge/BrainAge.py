@@ -109,6 +109,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._updatingModelSelector = False
         self._requirementProblems = []
+        self._promptSkullStrip = None
         VTKObservationMixin.__init__(self)
         ScriptedLoadableModuleWidget.__init__(self, parent)
 
@@ -177,6 +178,8 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         self._syncModelSelector()
+        if self._parameterNode and self._parameterNode.skullStrip != self._promptSkullStrip:
+            self.updateRequirementsPrompt()  # another skull stripper may need another package
         self._checkCanApply()
 
     def _checkCanApply(self) -> None:
@@ -195,6 +198,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateRequirementsPrompt(self) -> None:
         """Show what is missing (read from package metadata; nothing heavy is imported)."""
         skullStrip = self._parameterNode.skullStrip if self._parameterNode else "hd-bet"
+        self._promptSkullStrip = skullStrip
         self._requirementProblems = self.logic.requirementsProblems(skullStrip)
         missing = bool(self._requirementProblems)
         self.ui.requirementsFrame.setVisible(missing)

@@ -281,3 +281,12 @@ def test_the_modules_self_test_installs_its_packages_first(brainage, monkeypatch
     with pytest.raises(AssertionError, match="restart Slicer"):
         test.setUp()  # monai stays missing here, as if a restart were needed
     assert pip == [["monai==1.6.1"]]
+
+
+def test_choosing_deepbet_lists_its_package_when_missing(brainage, monkeypatch):
+    monkeypatch.setitem(sys.modules, "deepbet", None)
+    widget, _ = slicer_panel.open_panel(monkeypatch)
+    assert not widget.ui.requirementsFrame.isVisible()
+    widget.ui.skullStripComboBox.setCurrentIndex(1)  # deepbet
+    assert widget._parameterNode.skullStrip == "deepbet"
+    assert widget.ui.requirementsFrame.isVisible() and "deepbet==1.0.2" in widget.ui.requirementsLabel.text
