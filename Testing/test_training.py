@@ -299,3 +299,20 @@ def test_retraining_a_small_fold_on_the_real_ixi_scans(tmp_path):
     summary = score(clinical, n_resamples=200)
     print(f"\nIXI fold 0, 4 epochs, narrow net: clinical test MAE {summary['mae']:.2f} y vs mean baseline {baseline:.2f} y")
     assert summary["subjects"] == len(splits["test"]) and summary["mae"] < baseline
+
+
+def test_a_finished_run_resumed_with_more_epochs_equals_the_longer_run(tmp_path, small_cohort, uninterrupted_run):
+    ref_dir, _ = uninterrupted_run  # 3 epochs
+    out = tmp_path / "run"
+    short = write_config(tmp_path / "cfg2.json", epochs=2)
+    assert train_cli(small_cohort, out, short).returncode == 0
+    fewer = train_cli(small_cohort, out, write_config(tmp_path / "cfg1.json", epochs=1), "--resume")
+    assert fewer.returncode == 2 and "epochs may only grow" in fewer.stderr
+    longer = train_cli(small_cohort, out, short, "--resume", "--epochs", "3")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    a, b = _result_digest(ref_dir), _result_digest(out)
+    for wa, wb in zip(a["weights"], b["weights"], strict=True):
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for f in (0, 1):
+        pd.testing.assert_frame_equal(a["metrics"][f], b["metrics"][f])
+    assert json.loads((out / "config.json").read_text())["epochs"] == 3

@@ -189,8 +189,11 @@ def save_config(config: TrainConfig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-# Settings that may change between a run and its resumption without changing the result.
-RESUME_SAFE = {"num_workers", "prepare_jobs", "device", "threads", "log_every", "tensorboard", "cache_dir", "folds"}
+# Settings that may change between a run and its resumption without changing the result. ``epochs`` may
+# grow: every epoch's shuffling and augmentation depend on (seed, fold, epoch) only and the plateau scheduler
+# does not look at the total, so a finished run resumed with more epochs equals a longer run from the start.
+RESUME_SAFE = {"num_workers", "prepare_jobs", "device", "threads", "log_every", "tensorboard", "cache_dir", "folds",
+               "epochs"}
 
 
 def resume_differences(saved: TrainConfig, new: TrainConfig) -> list[str]:

@@ -59,6 +59,9 @@ def resolve_run_config(run_dir: Path, config: TrainConfig, resume: bool, log=pri
                 f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out"
             )
         saved = load_config(saved_path)
+        if config.epochs < saved.epochs:
+            raise ConfigError(f"cannot resume {run_dir} with fewer epochs ({config.epochs}) than it was started with "
+                              f"({saved.epochs}); epochs may only grow")
         diff = resume_differences(saved, config)
         if diff:
             raise ConfigError(
@@ -67,7 +70,7 @@ def resolve_run_config(run_dir: Path, config: TrainConfig, resume: bool, log=pri
             )
         return TrainConfig.from_dict({**saved.to_dict(), **{k: v for k, v in config.to_dict().items()
                                                              if k in ("num_workers", "prepare_jobs", "device", "threads",
-                                                                      "log_every", "tensorboard", "folds")}})
+                                                                      "log_every", "tensorboard", "folds", "epochs")}})
     if resume:
         log(f"{run_dir}: nothing to resume yet, starting a new run")
     return config
