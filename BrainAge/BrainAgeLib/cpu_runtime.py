@@ -114,15 +114,24 @@ def flush_denormals(enabled: bool = True) -> Iterator[bool]:
     finally:
         if fenv is not None:
             fenv[1](saved)
-            _set_team_environment(saved, threads)
+            _set_team_environment(saved, max(threads, torch.get_num_threads()))  # threads started inside too
         elif supported:
             torch.set_flush_denormal(not enabled)
 
 
-def denormals_flushed() -> bool:
-    """True when a denormal float becomes 0 on every torch intra-op thread of the calling thread."""
+def flushed_share() -> float:
+    """Share of a large denormal tensor that ``x * 1`` turns into 0 on this thread's torch threads.
+
+    1.0: every intra-op thread flushes denormals; 0.0: none does.
+    """
     import torch
 
-    tiny = torch.finfo(torch.float32).tiny / 4  # a denormal
-    x = torch.full((1 << 22,), tiny)  # large enough that every intra-op thread takes a share
-    return bool(((x * 1.0) == 0).all())
+    # a denormal, written as bits (a float conversion on a flushing thread would already give 0);
+    # large enough that every intra-op thread takes a share of the multiplication
+    x = torch.full((1 << 22,), 0x00200000, dtype=torch.int32).view(torch.float32)
+    return float(((x * 1.0) == 0).float().mean())
+
+
+def denormals_flushed() -> bool:
+    """True when every torch intra-op thread of the calling thread flushes denormals to zero."""
+    return flushed_share() == 1.0

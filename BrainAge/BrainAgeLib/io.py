@@ -142,12 +142,13 @@ def validate_volume(volume: Volume, *, allow_non_axial: bool = False, check_fov:
         )
     if abs(np.linalg.det(volume.affine[:3, :3])) < 1e-9:
         raise VoxelSizeError(f"{name}: the voxel-to-world matrix is singular; re-convert the scan.")
-    if not np.all(np.isfinite(data)):
+    lowest, highest = float(np.min(data)), float(np.max(data))  # NaN or inf shows up in one of them
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise NonFiniteVoxelsError(f"{name}: {bad} voxels are NaN or infinite; re-export the scan without them.")
-    if float(data.max()) == float(data.min()):
+    if highest == lowest:
         raise ConstantImageError(
-            f"{name}: every voxel equals {float(data.max())}; the image holds no anatomy. Check the export."
+            f"{name}: every voxel equals {highest}; the image holds no anatomy. Check the export."
         )
     thick = thick_axis(volume.affine)
     if thick.is_thick and thick.world_axis != 2 and not allow_non_axial:

@@ -102,16 +102,16 @@ def build_model(config: dict | None = None, *, seed: int | None = None) -> nn.Mo
     return net
 
 
-#: torch.nn.init functions that :func:`empty_model` skips (weights are loaded over them).
+#: What :func:`empty_model` skips: torch.nn.init's initialisers and the tensor writes they end in
+#: (some, e.g. kaiming_normal_, are not overridable themselves). Weights and buffers are loaded over them.
 _INITIALISERS = frozenset(
-    getattr(nn.init, name)
-    for name in ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+    [getattr(nn.init, name) for name in ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_")]
+    + [getattr(torch.Tensor, name) for name in ("normal_", "uniform_", "fill_", "zero_")]
 )
 
 
 class _SkipInitialisers(TorchFunctionMode):
-    """Turn every torch.nn.init call inside the block into a no-op (this thread only)."""
+    """Turn every initialising write inside the block into a no-op (this thread only)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in _INITIALISERS:
@@ -120,7 +120,7 @@ class _SkipInitialisers(TorchFunctionMode):
 
 
 def empty_model(config: dict | None = None) -> nn.Module:
-    """The network of :func:`build_model` with uninitialised (allocated, untouched) weights.
+    """The network of :func:`build_model` with uninitialised (allocated, untouched) weights and buffers.
 
     For loading a state dict with ``assign=True``: no time is spent on initialisers
     whose values would be overwritten. (The meta device would avoid the allocation too,

@@ -176,12 +176,17 @@ def write_card(path: str | os.PathLike, card: ModelCard) -> Path:
 
 
 def _clone_structure(model: nn.Module) -> nn.Module:
-    """A copy of ``model``'s modules whose tensors are new, uninitialised ones (for ``assign`` loading)."""
-    memo: dict[int, torch.Tensor] = {}
-    for tensor in (*model.parameters(), *model.buffers()):
-        empty = torch.empty_like(tensor)
-        memo[id(tensor)] = nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
-    return copy.deepcopy(model, memo)
+    """A new module tree like ``model`` for ``assign`` loading (no tensor is copied).
+
+    Every module is a new object with its own attribute, parameter, buffer, submodule
+    and hook dicts; the tensors stay the template's until ``load_state_dict(assign=True)``
+    puts the fold's in their place. Several times faster than ``copy.deepcopy``.
+    """
+    clone = type(model).__new__(type(model))
+    state = {k: (v.copy() if isinstance(v, (dict, set)) else v) for k, v in model.__dict__.items()}
+    state["_modules"] = {name: None if child is None else _clone_structure(child) for name, child in model._modules.items()}
+    object.__setattr__(clone, "__dict__", state)
+    return clone
 
 
 def _fold_state(path: Path) -> dict[str, torch.Tensor]:
@@ -221,5 +226,5 @@ def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu")
                 model.load_state_dict(_fold_state(weight_path), strict=True, assign=True)
             except RuntimeError as exc:
                 raise ModelPackageError(f"{weight_path.name}: weights do not fit the card's architecture ({exc})") from exc
-            models.append(model.to(device).eval())
+            models.append((model if torch.device(device).type == "cpu" else model.to(device)).eval())
     return ModelPackage(card=card, models=models, path=path)

@@ -43,6 +43,19 @@ def _guided_activations(models: Sequence[nn.Module]) -> Iterator[None]:
             module.inplace = flag
 
 
+@contextlib.contextmanager
+def _input_gradient_only(models: Sequence[nn.Module]) -> Iterator[None]:
+    """Let autograd skip the weight gradients (a saliency map needs d output / d input only)."""
+    flags = [(p, p.requires_grad) for model in models for p in model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
 def _ensemble(models: Sequence[nn.Module]):
     def forward(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in models]).mean(dim=0)
@@ -71,10 +84,13 @@ def integrated_gradients(models: Sequence[nn.Module], x: torch.Tensor, *, steps:
 
 
 def compute_saliency(models: Sequence[nn.Module], x: torch.Tensor, method: str = "guided-backprop", **kwargs) -> np.ndarray:
-    """Saliency on the model grid, scaled so its 99.9th percentile is 1 (denormals flushed while it runs)."""
+    """Saliency on the model grid, scaled so its 99.9th percentile is 1.
+
+    Denormals are flushed and the weights' gradients are not computed while it runs.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; use one of {METHODS}")
-    with flush_denormals():
+    with flush_denormals(), _input_gradient_only(models):
         raw = guided_backprop(models, x) if method == "guided-backprop" else integrated_gradients(models, x, **kwargs)
     scale = float(np.percentile(raw, 99.9)) or float(raw.max()) or 1.0
     return np.clip(raw / scale, 0.0, None).astype(np.float32)

@@ -72,8 +72,9 @@ def fill_holes(tissue: np.ndarray) -> np.ndarray:
 
 def skull_warnings(tissue: np.ndarray, spacing: tuple[float, float, float]) -> list[str]:
     """Warnings when a supposedly brain-only image clearly still contains the skull."""
-    tissue_ml = float(tissue.sum() * np.prod(spacing) / 1000.0)
-    background_fraction = 1.0 - float(tissue.mean())
+    count = np.count_nonzero(tissue)
+    tissue_ml = float(count * np.prod(spacing) / 1000.0)
+    background_fraction = 1.0 - count / tissue.size
     reasons = []
     if tissue_ml > MAX_BRAIN_ONLY_ML:
         reasons.append(f"{tissue_ml:.0f} mL of non-background tissue (a brain is under {MAX_BRAIN_ONLY_ML:.0f} mL)")

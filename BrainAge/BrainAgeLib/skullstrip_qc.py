@@ -91,15 +91,17 @@ def mask_qc(mask: Volume, *, volume_range_ml: tuple[float, float] = BRAIN_VOLUME
 
 
 def bounding_box(mask: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
-    """Inclusive (first, last) voxel indices of a boolean mask's True voxels; None when it has none."""
-    first, last = [], []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if len(hits) == 0:
-            return None
-        first.append(int(hits[0]))
-        last.append(int(hits[-1]))
-    return tuple(first), tuple(last)  # type: ignore[return-value]
+    """Inclusive (first, last) voxel indices of a 3D boolean mask's True voxels; None when it has none.
+
+    One pass over the volume (projection onto the first two axes), then the third
+    axis inside the box found.
+    """
+    plane = np.asarray(mask).any(axis=2)
+    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if len(rows) == 0:
+        return None
+    depth = np.flatnonzero(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].any(axis=(0, 1)))
+    return (int(rows[0]), int(cols[0]), int(depth[0])), (int(rows[-1]), int(cols[-1]), int(depth[-1]))
 
 
 def touched_sides(mask: Volume) -> tuple[str, ...]:
