@@ -195,7 +195,8 @@ class Predictor:
                 self._precision_check = None
                 if chosen == "fp32":
                     self.precision, ages = "fp32", reference
-                    self._set_channels_last(False)
+                    with torch.inference_mode(False):  # new weight tensors must stay usable by autograd (saliency)
+                        self._set_channels_last(False)
         return ages
 
     # -- results -----------------------------------------------------------------------------------
