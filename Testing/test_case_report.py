@@ -106,7 +106,7 @@ def test_report_without_reference_says_so(predicted, tmp_path, two_fold_package)
     _, case, result = predicted
     paths = write_case_report(tmp_path, result, case.volume, case.brain_mask, card=read_card(two_fold_package))
     text = " ".join(pdf_text(paths["pdf"]).split())
-    assert "reference distribution: not available" in text and "holds no cross-validation residuals" in text
+    assert "Reference distribution: not available" in text and "holds no cross-validation residuals" in text
     assert "cross-validated error: not recorded" in text and "saliency not computed" in text
     with pytest.raises(FileExistsError):
         write_case_report(tmp_path, result, case.volume, case.brain_mask, overwrite=False)

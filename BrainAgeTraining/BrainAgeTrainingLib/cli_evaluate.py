@@ -9,7 +9,7 @@ from BrainAgeLib.calibration import METHODS
 from BrainAgeLib.errors import BrainAgeError
 
 from .evaluate import Columns, EvaluationError, Options, evaluate, join_participants, read_table, write_outputs
-from .evaluate.columns import DEFAULTS, OPTIONS
+from .evaluate.columns import DEFAULTS, MEANING, OPTIONS
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.html, report.json, calibration.json, ...")
     for role, option in OPTIONS.items():
         p.add_argument(option, dest=f"{role}_column", metavar="NAME",
-                       help=f"column holding the {role} (default: the first of {', '.join(DEFAULTS[role])} present)")
+                       help=f"column of the {MEANING[role]} (default: the first of {', '.join(DEFAULTS[role])} present)")
     p.add_argument("--controls", default="CU", help="value of the group column that marks controls (default CU)")
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                    help="keep only rows with this value (repeatable), e.g. role=test")

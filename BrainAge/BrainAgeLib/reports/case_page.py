@@ -40,9 +40,10 @@ def scan_name(result: PredictionResult) -> str:
 def age_lines(result: PredictionResult, error: dict | None) -> list[str]:
     """The ages block: chronological, predicted (fold spread), corrected, gap with its uncertainty."""
     n = len(result.fold_ages)
+    spread = (f"± {result.predicted_age_sd:.1f} y (SD over {n} fold models)" if n > 1
+              else "(one model: no fold spread)")
     lines = [f"Chronological age:  {_y(result.chronological_age) if result.chronological_age is not None else 'not given'}",
-             f"Predicted brain age (raw):  {_y(result.predicted_age)}  ± {result.predicted_age_sd:.1f} y "
-             f"(SD over {n} fold model{'s' if n != 1 else ''})"]
+             f"Predicted brain age (raw):  {_y(result.predicted_age)}  {spread}"]
     if result.corrected_age is not None:
         lines.append(f"Bias-corrected brain age:  {_y(result.corrected_age)}  (calibration: {result.calibration})")
     gap = result.brain_age_gap if result.brain_age_gap is not None else result.raw_gap
@@ -51,7 +52,8 @@ def age_lines(result: PredictionResult, error: dict | None) -> list[str]:
         lines.append("Brain age gap:  - (give the chronological age to get the gap)")
         return lines
     lines.append(f"BRAIN AGE GAP:  {_y(gap, True)}  ({kind})")
-    lines.append(f"   model spread: ± {result.predicted_age_sd:.1f} y (SD of the fold models' ages)")
+    if n > 1:
+        lines.append(f"   model spread: ± {result.predicted_age_sd:.1f} y (SD of the {n} fold models' ages)")
     if error:
         kind = "corrected" if error["corrected"] else "raw"
         rmse = f", RMSE {error['rmse']:.1f} y" if error.get("rmse") and math.isfinite(error["rmse"]) else ""
@@ -75,12 +77,11 @@ def reference_panel(ax, reference: Reference | None, result: PredictionResult) -
     """Residuals by age with this scan marked; returns the sentence placing it."""
     gap = result.brain_age_gap if reference is not None and reference.corrected else result.raw_gap
     if reference is None:
-        ax.text(0.5, 0.5, "This model's card holds no cross-validation\nresiduals: no reference distribution to "
-                "place\nthe scan on.", ha="center", va="center", fontsize=9, transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title("reference distribution: not available", fontsize=9)
-        return "Reference distribution: not in this model's card."
+        ax.axis("off")
+        ax.text(0.5, 0.5, "Reference distribution: not available.\nThis model's card holds no cross-validation "
+                "residuals,\nso the gap cannot be placed among the model's test subjects.", ha="center", va="center",
+                fontsize=9, transform=ax.transAxes, bbox={"boxstyle": "round", "facecolor": "#f2f2f2", "edgecolor": "grey"})
+        return ""
     ax.scatter(reference.age, reference.residual, s=9, c="grey", alpha=0.55, edgecolors="none",
                label=f"CV test subjects (n={len(reference.age)})")
     ax.axhline(0, color="k", lw=0.7, ls="--")
@@ -121,9 +122,10 @@ def case_figure(result: PredictionResult, volume: Volume, brain_mask: Volume | N
     corrected = result.brain_age_gap is not None
     reference = reference_from_card(training, corrected)
     error = _error_from(reference, cv_error(training, corrected))
-    model_text = (f"{card.name} {card.version} ({len(result.fold_ages)} folds)" if card is not None else result.model) or "-"
+    n = len(result.fold_ages)
+    model_text = (f"{card.name} {card.version} ({n} fold{'s' if n != 1 else ''})" if card is not None else result.model) or "-"
     fig = plt.figure(figsize=A4)
-    grid = fig.add_gridspec(4, 3, height_ratios=[1.2, 2.6, 2.5, 1.7], left=0.08, right=0.96, top=0.935, bottom=0.03,
+    grid = fig.add_gridspec(4, 3, height_ratios=[1.2, 2.6 if reference is not None else 0.8, 2.5, 1.7], left=0.08, right=0.96, top=0.935, bottom=0.03,
                             hspace=0.32, wspace=0.12)
     fig.text(0.08, 0.962, "Brain age report", fontsize=17, weight="bold")
     fig.text(0.96, 0.968, f"scan: {scan_name(result)}", fontsize=9, ha="right")

@@ -21,6 +21,10 @@ DEFAULTS = {
 }
 #: Roles without which nothing can be evaluated.
 REQUIRED = ("age", "predicted")
+#: What each role means, for help texts.
+MEANING = {"id": "participant id", "age": "chronological age", "predicted": "raw (uncorrected) predicted brain age",
+           "group": "group / diagnosis", "site": "site", "sex": "sex", "score": "clinical score (e.g. MMSE)",
+           "acquisition": "acquisition type"}
 #: The option that names each role on the command line.
 OPTIONS = {role: f"--{role}-column" for role in DEFAULTS}
 
