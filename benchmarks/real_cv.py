@@ -115,6 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir", help="the runs' preparation cache")
     p.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR")
     p.add_argument("--package", action="append", default=[], metavar="NAME=PACKAGE", help="a package scored on every subject")
+    p.add_argument("--measures", help="CSV of brain measures saved by an earlier run (skips measuring the scans)")
     p.add_argument("--baselines-from", help="run folder whose splits.json the baselines use (default: the first run)")
     p.add_argument("--from-csv", help="recompute from an out-of-fold predictions CSV written by this script")
     p.add_argument("--out", help="folder for oof_predictions.csv, summary.json, table.md")
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
             stats[name] = run_stats(Path(run_dir))
         first = Path(args.baselines_from or args.run[0].split("=", 1)[1])
         splits = json.loads((first / "splits.json").read_text())
-        measures = measure_records(load_datasets(args.data).records)
+        measures = pd.read_csv(args.measures) if args.measures else measure_records(load_datasets(args.data).records)
         frames.append(baseline_predictions(measures, splits).assign(config="baselines", corrected_age=np.nan))
         for item in args.package:
             name, package = item.split("=", 1)
@@ -155,6 +156,8 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         keep = frame[frame["role"].isin(["test", "val"])]
         keep.to_csv(out / "oof_predictions.csv", index=False, float_format="%.4f")
+        if not args.from_csv:
+            measures.to_csv(out / "brain_measures.csv", index=False, float_format="%.5f")
         (out / "table.md").write_text(header + "\n\n" + text + "\n")
         (out / "summary.json").write_text(json.dumps(records, indent=1, default=float))
         decades = [mae_by_decade(part[part["input"] == kind], col).assign(config=name, input=kind, column=col)

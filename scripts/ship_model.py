@@ -1,7 +1,7 @@
 """Put a finished real-data training run into the extension as its bundled default model.
 
     .venv/bin/python scripts/ship_model.py --run RUNS/ixi_xs --cache-dir RUNS/ixi-cache \\
-        --cv docs/results/ixi/summary.json --config-name xs
+        --cv docs/results/ixi/summary.json --oof docs/results/ixi/oof_predictions.csv --config-name xxs
 
 Writes ``BrainAge/Resources/Models/<name>-<version>/`` (float16 fold files, checked against the
 float32 ages on every cached model input), and the bundled entry in ``BrainAge/Resources/Models.json``.
@@ -11,7 +11,9 @@ List the new files in BrainAge/CMakeLists.txt (the script prints the lines).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import tempfile
 import sys
 from pathlib import Path
 
@@ -20,7 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 
-from BrainAgeLib.package import read_card  # noqa: E402
+from BrainAgeLib.package import read_card, save_package  # noqa: E402
+from BrainAgeTrainingLib.config import load_config  # noqa: E402
+from BrainAgeTrainingLib.train_loop import load_best  # noqa: E402
 from BrainAgeTrainingLib.release import release_package  # noqa: E402
 
 CREDIT = ("IXI dataset, Information eXtraction from Images (EPSRC GR/S21533/02), brain-development.org; "
@@ -49,12 +53,26 @@ def _cv_summary(path: Path | None, name: str) -> list[dict]:
     return keep
 
 
+def _residuals(path: Path | None, name: str) -> list[dict]:
+    """Per test subject: age, predicted and corrected age (clinical-style input, mean over slicing offsets)."""
+    if not path:
+        return []
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    test = frame[(frame["config"] == name) & (frame["input"] == "clinical") & (frame["role"] == "test")]
+    per_subject = test.groupby("subject", as_index=False)[["age", "predicted_age", "corrected_age"]].mean()
+    return [{k: (round(float(v), 3) if k != "subject" else v) for k, v in row.items()}
+            for row in per_subject.to_dict("records")]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="brainage train run folder (holds model/)")
     p.add_argument("--cache-dir", required=True, help="its preparation cache (model inputs for the float16 check)")
     p.add_argument("--cv", type=Path, help="summary.json of benchmarks/real_cv.py")
-    p.add_argument("--config-name", default="xs", help="the run's name in summary.json")
+    p.add_argument("--config-name", default="xxs", help="the run's name in summary.json")
+    p.add_argument("--oof", type=Path, help="oof_predictions.csv of benchmarks/real_cv.py (reference residuals for case reports)")
     args = p.parse_args(argv)
     run = Path(args.run)
     card = read_card(run / "model")
@@ -65,9 +83,14 @@ def main(argv=None) -> int:
                "cross_validation": _cv_summary(args.cv, args.config_name),
                "cross_validation_note": "5 folds by subject (80/10/10, age-stratified); test subjects only; "
                                         "corrected = bias line fitted per fold on its validation subjects",
-               "training_config": json.loads((run / "config.json").read_text())}
-    result = release_package(run / "model", dest, inputs, card_updates={"intended_use": INTENDED_USE},
-                             training_data_updates=updates)
+               "training_config": json.loads((run / "config.json").read_text()),
+               "cross_validation_residuals": _residuals(args.oof, args.config_name)}
+    with tempfile.TemporaryDirectory() as tmp:  # the float32 reference: each fold's best.safetensors
+        config = load_config(run / "config.json")
+        models = [load_best(run / f"fold{f['metrics']['cv_fold']}", config) for f in card.folds]
+        reference = save_package(Path(tmp) / "float32", models, copy.deepcopy(card))
+        result = release_package(reference, dest, inputs, card_updates={"intended_use": INTENDED_USE},
+                                 training_data_updates=updates)
     print(f"{dest}: largest fold file {result.largest_file_mib:.2f} MiB; float16 vs float32 ages differ by at most "
           f"{result.max_age_difference:.4f} y on {result.n_inputs} model inputs")
     registry = ROOT / "BrainAge" / "Resources" / "Models.json"

@@ -7,7 +7,8 @@ line on a fold's train/validation predictions and score only its test subjects:
 * ``input = "clinical"``: each synthetic thick-slice axial scan (every slicing
   offset) from the run's preparation cache, exactly the arrays the fold saw;
 * ``input = "3d"``: the whole 3D scan (skull stripped with the same mask, 2 mm,
-  no slicing), prepared on the fly; test subjects only unless ``all_3d``.
+  no slicing), prepared on the fly; validation and test subjects (their bias line is fitted on
+  validation) unless ``all_3d``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *
         preds = _forward(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)])
         rows += [{"fold": fold, "subject": s.subject, "role": roles[s.subject], "input": "clinical", "offset": s.offset,
                   "age": s.age, "predicted_age": p} for s, p in zip(chosen, preds)]
-        subjects = [s for s in roles if s in records and (all_3d or roles[s] == "test")]
+        subjects = [s for s in roles if s in records and (all_3d or roles[s] != "train")]
         for subject in tqdm(subjects, desc=f"fold {fold} 3d", disable=not progress):
             if subject not in arrays_3d:
                 arrays_3d[subject] = prepare_3d(records[subject], spec, config.skull_strip)
