@@ -100,29 +100,22 @@ def _widget_names_used_in_code() -> set:
     return set(re.findall(r"self\.ui\.(\w+)", code))
 
 
-def test_ui_loads_with_pyside6_and_has_every_widget_the_code_uses():
+def test_ui_loads_with_pyside6_and_has_every_widget_the_code_uses(scene):
+    """slicer.util.loadUI / childWidgetVariables (real, from slicer-core) on the PySide6 stand-ins of Testing/slicer_shims."""
     pytest.importorskip("PySide6")
-    from PySide6.QtCore import QFile, QObject
-    from PySide6.QtUiTools import QUiLoader
-    from PySide6.QtWidgets import QApplication, QComboBox, QDoubleSpinBox, QLineEdit, QPushButton, QTableView, QWidget
+    import slicer_panel
 
-    app = QApplication.instance() or QApplication([])
-    standins = {  # Python stand-ins for the ctk / qMRML classes the .ui names
-        "qMRMLWidget": QWidget, "ctkCollapsibleButton": QPushButton, "ctkPathLineEdit": QLineEdit,
-        "ctkSliderWidget": QDoubleSpinBox, "qMRMLNodeComboBox": QComboBox, "qMRMLTableView": QTableView,
-    }
-    loader = QUiLoader()
-    for name, base in standins.items():
-        loader.registerCustomWidget(type(name, (base,), {}))
-    ui_file = QFile(str(ROOT / "BrainAge" / "Resources" / "UI" / "BrainAge.ui"))
-    assert ui_file.open(QFile.ReadOnly)
-    widget = loader.load(ui_file)
-    ui_file.close()
-    assert widget is not None
-    names = {child.objectName() for child in widget.findChildren(QObject)}
-    missing = _widget_names_used_in_code() - names
+    slicer_panel.qapp()
+    import ctk  # noqa: F401  (stand-ins the loader creates)
+    import qmrml  # noqa: F401
+
+    widget = slicer.util.loadUI(str(ROOT / "BrainAge" / "Resources" / "UI" / "BrainAge.ui"))
+    ui = slicer.util.childWidgetVariables(widget)
+    missing = _widget_names_used_in_code() - set(vars(ui))
     assert not missing, f"widgets used in BrainAge.py but absent from the .ui: {missing}"
-    assert type(widget.findChild(QObject, "inputSelector")).__name__ == "qMRMLNodeComboBox"
+    assert type(ui.inputSelector).__name__ == "qMRMLNodeComboBox"
+    widget.setMRMLScene(slicer.mrmlScene)  # the .ui's mrmlSceneChanged -> setMRMLScene connection
+    assert ui.inputSelector.mrmlScene() is slicer.mrmlScene
     # every parameter of the parameter node is bound to a widget through SlicerParameterName
     text = (ROOT / "BrainAge" / "Resources" / "UI" / "BrainAge.ui").read_text()
     bound = set(re.findall(r'name="SlicerParameterName" stdset="0"><string>(\w+)<', text))
@@ -130,8 +123,7 @@ def test_ui_loads_with_pyside6_and_has_every_widget_the_code_uses():
     block = code[code.index("class BrainAgeParameterNode"):code.index("# Widget")]
     declared = set(re.findall(r"^    (\w+):", block, re.M))
     assert declared == bound
-    assert widget.findChild(QObject, "opacitySlider").maximum() == 1.0
-    app.processEvents()
+    assert ui.opacitySlider.maximum == 1.0
 
 
 def _shipped_files(folder: Path) -> set:
