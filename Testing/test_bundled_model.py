@@ -45,3 +45,31 @@ def test_download_registry_skips_bundled_entries(tmp_path):
                                     {"name": "dl", "version": "1", "url": "https://example.org/m.zip", "sha256": "0" * 64}])
     assert [e.name for e in read_registry(registry)] == ["dl"]
     assert REGISTRY.name == "Models.json" and REGISTRY.is_file()
+
+
+def test_the_bundled_model_is_small_credited_and_used_when_no_model_is_named(tmp_path):
+    import pandas as pd
+
+    from BrainAgeLib.package import load_package
+
+    package = default_model_path()
+    assert package is not None and package.parent.name == "Models"
+    loaded = load_package(package)  # every checksum verified
+    assert len(loaded.models) == 5
+    assert all((package / f["file"]).stat().st_size <= 4 * 2 ** 20 for f in loaded.card.folds)
+    data = loaded.card.training_data
+    assert data["subjects"] == 181 and "CC BY-SA 3.0" in data["licence"] and "IXI" in data["credit"]
+    assert loaded.card.skull_strip == {"backend": "hd-bet"} and not loaded.card.synthetic_demo
+    assert {row["input"] for row in data["cross_validation"]} == {"clinical", "3d"}
+    assert len(data["cross_validation_residuals"]) == 91 and "not a medical device" in loaded.card.intended_use
+    brain = tmp_path / "brain.nii.gz"
+    from BrainAgeLib.golden_inputs import golden_input
+    from BrainAgeLib.io import save_nifti
+
+    save_nifti(golden_input("colin27_brain_axial7mm"), brain)
+    out = tmp_path / "r.csv"
+    proc = subprocess.run([sys.executable, "-m", "BrainAgeLib.cli", "predict", str(brain), "--skull-strip", "none",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(out).iloc[0]
+    assert "ixi-hh-densenet-xxs" in row["model"] and 18 <= row["predicted_age"] <= 95

@@ -85,9 +85,9 @@ def test_info_verifies_and_reports_tampering(two_fold_package, tmp_path):
 
 
 def test_demo_writes_the_model_ready_volume_and_a_picture(tmp_path):
-    proc = brainage("demo", "--out", tmp_path, "--skull-strip", "none", "--no-train")
+    proc = brainage("demo", "--out", tmp_path, "--skull-strip", "none", "--no-model")
     assert proc.returncode == 0, proc.stderr
-    assert "No trained model is installed" in proc.stdout
+    assert "No model was used" in proc.stdout
     model_input = nib.load(str(tmp_path / "model_input.nii.gz"))
     assert model_input.shape == (80, 120, 40)
     np.testing.assert_allclose(np.abs(np.diag(model_input.affine))[:3], [2, 2, 2])

@@ -4,7 +4,7 @@
         --cv docs/results/ixi/summary.json --oof docs/results/ixi/oof_predictions.csv --config-name xxs
 
 Writes ``BrainAge/Resources/Models/<name>-<version>/`` (float16 fold files, checked against the
-float32 ages on every cached model input), and the bundled entry in ``BrainAge/Resources/Models.json``.
+float32 ages on every cached model input, or ``--dtype float32``), and the bundled entry in ``BrainAge/Resources/Models.json``.
 List the new files in BrainAge/CMakeLists.txt (the script prints the lines).
 """
 
@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir", required=True, help="its preparation cache (model inputs for the float16 check)")
     p.add_argument("--cv", type=Path, help="summary.json of benchmarks/real_cv.py")
     p.add_argument("--config-name", default="xxs", help="the run's name in summary.json")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                   help="storage of the fold files (float16 is refused when it moves an age by > 0.05 y)")
     p.add_argument("--oof", type=Path, help="oof_predictions.csv of benchmarks/real_cv.py (reference residuals for case reports)")
     args = p.parse_args(argv)
     run = Path(args.run)
@@ -90,9 +92,9 @@ def main(argv=None) -> int:
         models = [load_best(run / f"fold{f['metrics']['cv_fold']}", config) for f in card.folds]
         reference = save_package(Path(tmp) / "float32", models, copy.deepcopy(card))
         result = release_package(reference, dest, inputs, card_updates={"intended_use": INTENDED_USE},
-                                 training_data_updates=updates)
-    print(f"{dest}: largest fold file {result.largest_file_mib:.2f} MiB; float16 vs float32 ages differ by at most "
-          f"{result.max_age_difference:.4f} y on {result.n_inputs} model inputs")
+                                 training_data_updates=updates, dtype=args.dtype)
+    print(f"{dest}: largest fold file {result.largest_file_mib:.2f} MiB ({args.dtype}); float16 vs float32 ages differ "
+          f"by at most {result.max_age_difference:.4f} y on {result.n_inputs} model inputs (0 inputs: not checked)")
     registry = ROOT / "BrainAge" / "Resources" / "Models.json"
     data = json.loads(registry.read_text())
     entry = {"name": card.name, "version": card.version, "path": f"Models/{dest.name}", "bundled": True, "default": True,
