@@ -185,6 +185,9 @@ def test_predictions_join_the_participants_by_path(table):
     joined, notes = join_participants(predictions, participants)
     assert len(joined) == len(table) and notes == ["1 of 71 predictions match no participant and are left out"]
     assert (joined.set_index("participant_id").loc[table["participant_id"], "age"].to_numpy() == table["age"].to_numpy()).all()
+    prefixed = pd.DataFrame({"subject": "dataset/" + table["participant_id"], "predicted_age": table["predicted_age"]})
+    joined, notes = join_participants(prefixed, participants)  # ids inside a data set prefix, as in the OOF table
+    assert notes == [] and list(joined["participant_id"]) == list(table["participant_id"])
     with pytest.raises(EvaluationError, match="no prediction matches"):
         join_participants(predictions.assign(source="/x/y.nii.gz"), participants)
     with pytest.raises(EvaluationError, match="--id-column 'record'"):

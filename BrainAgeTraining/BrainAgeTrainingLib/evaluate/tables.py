@@ -41,6 +41,12 @@ def _ids_from_paths(paths: pd.Series, ids: set[str]) -> pd.Series:
     return paths.map(find)
 
 
+def _exact_or_within(values: pd.Series, ids: set[str]) -> pd.Series:
+    """Each value if it is an id, else the id found inside it as a path part (``dataset/sub-01``)."""
+    text = values.astype(str)
+    return text.where(text.isin(ids), _ids_from_paths(text, ids))
+
+
 def join_participants(predictions: pd.DataFrame, participants: pd.DataFrame,
                       id_column: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Predictions with the participants' columns added (a column in both keeps the predictions' values; the
@@ -53,10 +59,11 @@ def join_participants(predictions: pd.DataFrame, participants: pd.DataFrame,
         dup = participants.loc[participants[key].duplicated(), key].iloc[0]
         raise EvaluationError(f"the participants table lists {key} {dup!r} more than once")
     ids = set(participants[key].astype(str))
+    found = None
     if key in predictions.columns:
-        match = predictions[key].astype(str)
+        match = _exact_or_within(predictions[key], ids)
     elif (found := next((c for c in DEFAULTS["id"] if c in predictions.columns), None)) is not None:
-        match = predictions[found].astype(str)
+        match = _exact_or_within(predictions[found], ids)
     elif (found := next((c for c in PATH_COLUMNS if c in predictions.columns), None)) is not None:
         match = _ids_from_paths(predictions[found], ids)
     else:
