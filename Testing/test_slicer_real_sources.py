@@ -63,7 +63,10 @@ PANEL = textwrap.dedent('''
     receivers = lambda: QtCore.QObject.receivers(widget.ui.ageSpinBox, QtCore.SIGNAL("valueChanged(double)"))
     report["wrapper_module"] = type(node).connectGui.__module__
     report["tag"] = widget._parameterNodeGuiTag
-    report["stored_empty_path"] = node.parameterNode.GetParameter("modelPath")
+    report["stored_empty_path"] = node.parameterNode.GetParameter("calibrationPath")
+    from BrainAgeLib.bundled_models import default_model_path
+    default = default_model_path(widget.logic.registryPath())
+    report["preselected"] = [str(node.modelPath), str(default) if default else "."]
     report["prompt_visible"] = widget.ui.requirementsFrame.isVisible()
     report["prompt"] = widget.ui.requirementsLabel.text
     report["apply_enabled"] = widget.ui.applyButton.enabled
@@ -117,6 +120,7 @@ def test_panel_binds_to_slicers_real_parameter_node_wrapper():
     report = _run(PANEL)
     assert report["wrapper_module"].startswith("slicer.parameterNodeWrapper")
     assert report["stored_empty_path"] == "."  # Slicer's PathSerializer: str(pathlib.Path()) is "."
+    assert report["preselected"][0] == report["preselected"][1]  # the bundled default model, when the extension has one
     assert report["prompt_visible"] and "monai==1.6.1" in report["prompt"] and not report["apply_enabled"]
     assert report["dialogs"] == [] and report["standalone"] == "Apply"
     assert report["skull_items"] == ["hd-bet", "deepbet", "none"]
