@@ -128,7 +128,7 @@ def test_ui_loads_with_pyside6_and_has_every_widget_the_code_uses(scene):
 
 def _shipped_files(folder: Path) -> set:
     """Module files that ship: those git tracks (work in progress of others is not yet shipped), else all on disk."""
-    suffixes = {".py", ".ui", ".png", ".json"}
+    suffixes = {".py", ".ui", ".png", ".json", ".safetensors"}
     proc = subprocess.run(["git", "ls-files", "--", "."], cwd=folder, capture_output=True, text=True)
     if proc.returncode == 0 and proc.stdout.strip():
         names = set(proc.stdout.split())
@@ -144,7 +144,7 @@ def test_cmake_lists_every_shipped_file(module):
     if not cmake.exists():
         pytest.fail(f"{cmake} is missing")
     text = cmake.read_text().replace("${MODULE_NAME}", module)
-    listed = set(re.findall(r"^\s+([\w./-]+\.(?:py|ui|png|json))\s*$", text, re.M))
+    listed = set(re.findall(r"^\s+([\w./-]+\.(?:py|ui|png|json|safetensors))\s*$", text, re.M))
     assert listed == _shipped_files(folder), f"only in CMake: {listed - _shipped_files(folder)}; only on disk: {_shipped_files(folder) - listed}"
 
 
