@@ -36,3 +36,18 @@ def test_kaiming_normal_init_and_seeded_determinism():
     again = build_model(seed=0)
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_empty_model_has_the_architecture_and_draws_no_random_numbers():
+    from BrainAgeLib.model import empty_model
+
+    rng = torch.get_rng_state()
+    empty = empty_model()
+    assert torch.equal(torch.get_rng_state(), rng)  # no initialiser ran (a normal build draws ~20 M numbers)
+    reference = build_model(seed=0)
+    assert count_parameters(empty) == EXPECTED_PARAMETERS
+    assert [(n, t.shape) for n, t in empty.state_dict().items()] == [(n, t.shape) for n, t in reference.state_dict().items()]
+    empty.load_state_dict(reference.state_dict(), assign=True)
+    x = torch.randn(1, 1, 80, 120, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(empty.eval()(x), reference.eval()(x))

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,3 +101,55 @@ def test_same_weights_give_byte_identical_files_across_processes(tmp_path):
     )
     digests = {subprocess.run([sys.executable, "-c", script, str(tmp_path / f"p{i}")], capture_output=True, text=True, check=True).stdout for i in range(3)}
     assert len(digests) == 1 and len(digests.pop().strip()) == 64
+
+
+# --- loading without wasted work (issue 12) ----------------------------------------------------------
+
+SMALL = {"init_features": 8, "growth_rate": 4, "block_config": [1, 1, 1, 1]}
+
+
+def test_loading_runs_no_initialiser_and_builds_the_network_once(monkeypatch, tmp_path):
+    from BrainAgeLib import package as package_module
+    from BrainAgeLib.model import build_model
+
+    models = [build_model(SMALL, seed=s).eval() for s in range(3)]
+    path = save_package(tmp_path / "p", models, ModelCard(name="m", version="1", architecture={"name": "densenet169-3d-no-last-transition", "config": SMALL}))
+    builds = []
+    original_empty = package_module.empty_model
+    monkeypatch.setattr(package_module, "empty_model", lambda config: builds.append(config) or original_empty(config))
+    rng = torch.get_rng_state()
+    loaded = load_package(path)
+    assert len(builds) == 1  # one network built, its structure copied for the other folds
+    assert torch.equal(torch.get_rng_state(), rng)  # no random initialisation ran
+    build_model(SMALL)
+    assert not torch.equal(torch.get_rng_state(), rng)  # (a normal build draws its Kaiming weights)
+    x = torch.randn(1, 1, 80, 120, 40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for model, again in zip(models, loaded.models):
+            assert torch.equal(model(x), again(x))
+    assert len({id(m) for m in loaded.models}) == 3
+    assert len({p.data_ptr() for m in loaded.models for p in m.parameters()}) == 3 * len(list(models[0].parameters()))
+
+
+def test_fold_weights_are_memory_mapped_from_the_files(two_fold_package):
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        pytest.skip("needs /proc/self/maps (Linux)")
+    loaded = load_package(two_fold_package)
+    for index, model in enumerate(loaded.models):
+        weight = model.features.denseblock4.denselayer32.layers.conv2.weight
+        file = str(two_fold_package / f"fold{index}.safetensors")
+        ranges = [line.split()[0].split("-") for line in maps.read_text().splitlines() if line.endswith(file)]
+        assert any(int(lo, 16) <= weight.data_ptr() < int(hi, 16) for lo, hi in ranges), file
+
+
+def test_half_precision_files_load_as_float32(tmp_path):
+    from BrainAgeLib.model import build_model
+
+    model = build_model(SMALL, seed=4).eval()
+    path = save_package(tmp_path / "half", [model.half()], ModelCard(name="h", version="1", architecture={"name": "densenet169-3d-no-last-transition", "config": SMALL}))
+    loaded = load_package(path).models[0]
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    x = torch.randn(1, 1, 80, 120, 40, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model.float()(x), atol=1e-4)

@@ -1,9 +1,11 @@
 """Prediction: single, array, batch, ensemble statistics, calibration, precision."""
 
+import json
 import math
 
 import numpy as np
 import pytest
+import torch
 
 from BrainAgeLib.calibration import Calibration
 from BrainAgeLib.errors import OrientationError
@@ -91,3 +93,136 @@ def test_bf16_stays_close_to_fp32(two_fold_package, colin_brain_path):
     fp32 = Predictor(two_fold_package, skull_strip="none").predict_path(colin_brain_path)
     bf16 = Predictor(two_fold_package, skull_strip="none", precision="bf16").predict_path(colin_brain_path)
     assert np.max(np.abs(np.subtract(bf16.fold_ages, fp32.fold_ages))) < 0.5
+
+
+# --- precision 'auto' (issue 12) ----------------------------------------------------------------------
+
+SMALL = {"init_features": 8, "growth_rate": 4, "block_config": [1, 1, 1, 1]}
+
+
+@pytest.fixture()
+def small_package(tmp_path):
+    from BrainAgeLib.model import ARCHITECTURE, DEFAULT_CONFIG, build_model
+    from BrainAgeLib.package import ModelCard, save_package
+
+    models = []
+    for seed in (0, 1):
+        model = build_model(SMALL, seed=seed)
+        with torch.no_grad():
+            model.class_layers.out.weight.mul_(10.0)
+            model.class_layers.out.bias.fill_(50.0)
+        models.append(model)
+    card = ModelCard(name="small", version="1", skull_strip={"backend": "none"}, architecture={"name": ARCHITECTURE, "config": {**DEFAULT_CONFIG, **SMALL}})
+    return save_package(tmp_path / "small", models, card)
+
+
+@pytest.fixture()
+def user_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINAGE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_auto_is_fp32_without_native_bf16(small_package, user_cache, monkeypatch, colin_brain_path):
+    from BrainAgeLib import predict
+
+    monkeypatch.setattr(predict, "native_bf16", lambda: False)
+    auto = Predictor(small_package, skull_strip="none", precision="auto", device="cpu")
+    assert auto.precision == "fp32" and not auto.channels_last
+    fp32 = Predictor(small_package, skull_strip="none", precision="fp32", device="cpu")
+    assert auto.predict_path(colin_brain_path).fold_ages == fp32.predict_path(colin_brain_path).fold_ages
+    assert not (user_cache / "cpu_precision.json").exists()  # nothing to check or remember
+
+
+def test_auto_checks_bf16_once_and_remembers(small_package, user_cache, monkeypatch, colin_brain_path):
+    from BrainAgeLib import predict
+
+    monkeypatch.setattr(predict, "native_bf16", lambda: True)
+    fp32 = Predictor(small_package, skull_strip="none", precision="fp32").predict_path(colin_brain_path)
+    first = Predictor(small_package, skull_strip="none", precision="auto")
+    assert first.precision == "bf16" and first._precision_check is not None
+    ages = first.predict_path(colin_brain_path).fold_ages
+    record = json.loads((user_cache / "cpu_precision.json").read_text())
+    (decision,) = record.values()
+    difference = float(np.max(np.abs(np.subtract(ages, fp32.fold_ages))))
+    assert decision["max_difference_y"] == pytest.approx(difference, abs=1e-4)
+    assert decision["precision"] == ("bf16" if difference <= 0.1 else "fp32") == first.precision
+    assert difference <= 0.1 or ages == fp32.fold_ages  # bf16 kept only within 0.1 y, else the fp32 ages
+    second = Predictor(small_package, skull_strip="none", precision="auto")
+    assert second.precision == first.precision and second._precision_check is None  # remembered, no new check
+    assert second.predict_path(colin_brain_path).fold_ages == pytest.approx(ages, abs=1e-6)  # same input, same output
+
+
+def test_auto_falls_back_to_fp32_when_ages_move_too_much(small_package, user_cache, monkeypatch, colin_brain_path):
+    from BrainAgeLib import predict
+
+    monkeypatch.setattr(predict, "native_bf16", lambda: True)
+    monkeypatch.setattr(predict, "TOLERANCE_Y", -1.0)  # no difference is small enough
+    auto = Predictor(small_package, skull_strip="none", precision="auto")
+    ages = auto.predict_path(colin_brain_path).fold_ages
+    assert auto.precision == "fp32" and not auto.channels_last
+    fp32 = Predictor(small_package, skull_strip="none", precision="fp32")
+    assert ages == fp32.predict_path(colin_brain_path).fold_ages
+    case = auto.prepare_volume(load_volume(colin_brain_path))  # the models converted back still serve autograd
+    np.testing.assert_allclose(auto.saliency(case).model_grid, fp32.saliency(case).model_grid, atol=1e-5)
+    (decision,) = json.loads((user_cache / "cpu_precision.json").read_text()).values()
+    assert decision["precision"] == "fp32"
+
+
+def test_auto_on_this_cpu_keeps_the_paper_networks_ages_within_0_1_y(two_fold_package, user_cache, colin_brain_path, mni_brain_path):
+    from BrainAgeLib.cpu_precision import native_bf16
+
+    if not native_bf16():
+        pytest.skip("this CPU has no native bf16: 'auto' is fp32 here")
+    fp32 = Predictor(two_fold_package, skull_strip="none", precision="fp32")
+    auto = Predictor(two_fold_package, skull_strip="none", precision="auto")
+    for path in (colin_brain_path, mni_brain_path):
+        a, b = auto.predict_path(path).fold_ages, fp32.predict_path(path).fold_ages
+        assert np.max(np.abs(np.subtract(a, b))) <= 0.1
+    assert auto.precision in ("bf16", "fp32")
+
+
+# --- warm batch: preparation overlaps the network, bounded, in order ---------------------------------
+
+
+def test_batch_prepares_ahead_in_a_worker_thread_within_the_bound(two_fold_package, colin_brain_path, mni_brain_path, monkeypatch):
+    import threading
+
+    predictor = Predictor(two_fold_package, skull_strip="none", precision="fp32")
+    log = {"prepared": 0, "threads": set(), "ahead": []}
+    prepare, forward = predictor._read_and_prepare, predictor.forward
+
+    def counting_prepare(source, keep):
+        log["threads"].add(threading.current_thread().name)
+        out = prepare(source, keep)
+        log["prepared"] += 1
+        return out
+
+    def counting_forward(arrays):
+        log["ahead"].append(log["prepared"] - sum(log.get("forwarded", [0])) - len(arrays))
+        log.setdefault("forwarded", []).append(len(arrays))
+        return forward(arrays)
+
+    monkeypatch.setattr(predictor, "_read_and_prepare", counting_prepare)
+    monkeypatch.setattr(predictor, "forward", counting_forward)
+    sources = [colin_brain_path, mni_brain_path] * 3
+    results = predictor.predict_many(sources, batch_size=2, prefetch=2)
+    assert [r.source for r in results] == [str(s) for s in sources]
+    assert log["forwarded"] == [2, 2, 2]
+    assert all(n.startswith("brainage-prepare") for n in log["threads"])
+    assert max(log["ahead"]) <= 2  # never more cases waiting than `prefetch`
+    single = predictor.predict_path(mni_brain_path)
+    assert results[3].fold_ages == pytest.approx(single.fold_ages, abs=1e-3)
+
+
+def test_batch_keeps_the_scan_for_on_result_and_frees_it_otherwise(predictor, colin_brain_path):
+    kept = []
+    predictor.predict_many([colin_brain_path], on_result=lambda case, result: kept.append(case.volume.shape))
+    assert kept == [(181, 217, 181)]
+    seen = []
+    original = predictor._read_and_prepare
+    predictor._read_and_prepare = lambda source, keep: seen.append(original(source, keep)[0].volume.data.size) or original(source, keep)
+    try:
+        predictor.predict_many([colin_brain_path])
+    finally:
+        del predictor._read_and_prepare
+    assert seen == [0]

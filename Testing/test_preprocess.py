@@ -135,3 +135,73 @@ def test_spec_round_trip_and_refuses_unknown_fields():
         PreprocessSpec.from_dict({**spec.to_dict(), "new_step": 1})
     with pytest.raises(ValueError, match="newer"):
         PreprocessSpec.from_dict({**spec.to_dict(), "version": 99})
+
+
+# --- the fast path gives MONAI's whole-grid result (issue 12) ------------------------------------
+
+
+def _oblique(volume: Volume, degrees: float = 12.0) -> Volume:
+    a = np.radians(degrees)
+    rotation = np.array([[np.cos(a), -np.sin(a), 0, 0], [np.sin(a), np.cos(a), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    return Volume(volume.data, rotation @ volume.affine, volume.source)
+
+
+def _in_plane(volume: Volume, mm: float) -> Volume:
+    affine = volume.affine.copy()
+    affine[:3, :2] *= mm
+    return Volume(volume.data, affine, volume.source)
+
+
+def _variants(colin: Volume) -> dict:
+    from BrainAgeLib.slicing import axial_subsample
+
+    las = Volume(np.ascontiguousarray(colin.data[::-1]), colin.affine @ np.array([[-1, 0, 0, 180], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]))
+    return {
+        "1 mm": colin,
+        "7 mm axial": axial_subsample(colin, 7),
+        "6 mm axial, offset 3": axial_subsample(colin, 6, 3),
+        "0.9375 mm in-plane": _in_plane(colin, 0.9375),
+        "0.5 mm in-plane, 5 mm axial": axial_subsample(_in_plane(colin, 0.5), 5),
+        "oblique": _oblique(colin),
+        "LAS voxel order": las,
+        "negative intensities": colin.with_data(np.where(colin.data > 0, colin.data - 30, 0).astype(np.float32)),
+        "small, padded": make_volume(shape=(40, 50, 20)),
+    }
+
+
+@pytest.mark.parametrize("crop_center", ["foreground", "image"])
+def test_prepare_gives_the_whole_grid_monai_result(colin_brain, crop_center):
+    from reference_preprocess import reference_prepare
+
+    spec = PreprocessSpec(crop_center=crop_center)
+    for name, volume in _variants(colin_brain).items():
+        fast, reference = prepare(volume, spec), reference_prepare(volume, spec)
+        assert fast.data.shape == reference.shape == (80, 120, 40), name
+        assert np.abs(fast.data - reference.data).max() <= 1e-4, name
+        np.testing.assert_allclose(fast.affine, reference.affine, atol=1e-9, err_msg=name)
+        assert fast.background_fraction == pytest.approx(background_fraction(reference.data)), name
+
+
+def test_resample_to_spacing_gives_monai_spacing(colin_brain):
+    from reference_preprocess import reference_resample
+
+    for name, volume in _variants(colin_brain).items():
+        canonical = to_canonical(volume)
+        fast, reference = resample_to_spacing(canonical, SPEC), reference_resample(canonical, SPEC)
+        assert fast.shape == reference.shape, name
+        assert np.abs(fast.data - reference.data).max() <= 1e-4, name
+        np.testing.assert_allclose(fast.affine, reference.affine, atol=1e-9, err_msg=name)
+
+
+def test_model_input_through_skull_strip_none_is_unchanged(colin_brain_path):
+    """The 'none' backend hands the input itself on as the brain; the model input is the reference one."""
+    from reference_preprocess import reference_prepare
+
+    from BrainAgeLib.io import load_volume
+    from BrainAgeLib.predict import prepare_case
+
+    volume = load_volume(colin_brain_path)
+    case = prepare_case(volume, SPEC, "none")
+    reference = reference_prepare(volume.with_data(np.where(case.brain_mask.data > 0, volume.data, 0).astype(np.float32)))
+    assert np.abs(case.prepared.data - reference.data).max() <= 1e-4
+    np.testing.assert_allclose(case.prepared.affine, reference.affine, atol=1e-9)

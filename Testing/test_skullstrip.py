@@ -347,3 +347,26 @@ def test_fill_holes_equals_scipy_on_a_real_brain(colin_brain):
     filled = fill_holes(tissue)
     np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(tissue))
     assert filled[90, 110, 95] and not tissue[90, 110, 95]
+
+
+def test_fill_holes_equals_scipy_on_random_masks_touching_the_border():
+    from scipy import ndimage
+
+    from BrainAgeLib.skullstrip_none import fill_holes
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        tissue = rng.random((23, 19, 17)) < rng.uniform(0.3, 0.8)
+        np.testing.assert_array_equal(fill_holes(tissue), ndimage.binary_fill_holes(tissue))
+    shell = np.zeros((12, 12, 12), bool)
+    shell[2:10, 2:10, 2:10] = True
+    shell[4:8, 4:8, 4:8] = False  # a closed cavity
+    assert fill_holes(shell)[5, 5, 5] and not fill_holes(np.zeros((5, 5, 5), bool)).any()
+
+
+def test_qc_bounding_box_and_count_match_the_voxel_list(colin_brain):
+    result = skull_strip(colin_brain, "none")
+    index = np.nonzero(result.mask.data)
+    assert result.qc.voxel_count == len(index[0])
+    assert result.qc.bbox_min == tuple(int(i.min()) for i in index)
+    assert result.qc.bbox_max == tuple(int(i.max()) for i in index)
