@@ -16,6 +16,7 @@ from BrainAgeLib.io import load_nifti
 from BrainAgeLib.package import read_card
 from BrainAgeLib.predict import Predictor
 from BrainAgeLib.reports import write_case_report
+from BrainAgeLib.reports.case_page import ordinal
 from BrainAgeLib.reports.reference import cv_error, reference_from_card
 from report_tools import tiny_package, tool
 
@@ -98,7 +99,9 @@ def test_case_report_is_one_page_with_the_expected_text(predicted, package, tmp_
     reference = reference_from_card(read_card(package).training_data, corrected=True)
     assert f"MAE {reference.mae:.1f} y, RMSE {reference.rmse:.1f} y" in text
     pct = reference.percentile(gap, 64.0)[0]
-    assert f"at the {pct:.0f}th percentile" in text
+    assert f"at the {ordinal(round(pct))} percentile" in text
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 60, 100)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "60th", "100th"]
     assert str(tmp_path) not in text and "/" not in text.split("scan: ")[1].split()[0]  # no folders on the page
 
 

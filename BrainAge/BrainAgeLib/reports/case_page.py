@@ -32,6 +32,12 @@ def _y(value: float | None, signed: bool = False) -> str:
     return f"{value:+.1f} y" if signed else f"{value:.1f} y"
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 21st ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def scan_name(result: PredictionResult) -> str:
     """The scan's file name without folders (what the input itself carries)."""
     return Path(str(result.source)).name or "scan"
@@ -97,7 +103,7 @@ def reference_panel(ax, reference: Reference | None, result: PredictionResult) -
     ax.scatter([age], [gap], marker="*", s=220, c="red", edgecolors="black", zorder=5, label="this scan")
     ax.legend(fontsize=7, loc="best")
     pct, n, lo, hi = reference.percentile(gap, age)
-    return (f"Its {kind} gap {gap:+.1f} y is at the {pct:.0f}th percentile of the {n} reference subjects aged "
+    return (f"Its {kind} gap {gap:+.1f} y is at the {ordinal(round(pct))} percentile of the {n} reference subjects aged "
             f"{lo:.0f}-{hi:.0f} y (dotted: ± 1.96 × RMSE).")
 
 
