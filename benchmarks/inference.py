@@ -54,6 +54,15 @@ def make_package(path: Path, folds: int, config: dict | None) -> Path:
     return save_package(path, models, card, overwrite=True)
 
 
+def first_fold(package: Path, path: Path) -> Path:
+    """A copy of a package that holds only its first fold."""
+    from BrainAgeLib.package import load_package, save_package
+
+    loaded = load_package(package)
+    loaded.card.folds = loaded.card.folds[:1]
+    return save_package(path, loaded.models[:1], loaded.card, overwrite=True)
+
+
 def worker(package: str, scan: str, precision: str, saliency: bool, batch: int, batches: int = 3) -> dict:
     """One cold run (imports excluded): load -> predict one scan -> saliency -> warm batch -> forward only."""
     import torch  # noqa: F401  (imports are excluded from the timings)
@@ -113,7 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--network", choices=sorted(NETWORKS), default="paper", help="paper: DenseNet-169 (20.4 M); compact: the shipped ixi-xs network")
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="paper", help="paper: DenseNet-169 (20.4 M); compact: the ixi-xs network")
+    parser.add_argument("--package", help="a trained model package instead (its first fold is the '1 model' row, all folds the ensemble row)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"], help="fp32, bf16, auto")
     parser.add_argument("--batches", type=int, default=3, help="batches in the steady-state batch measurement")
     parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
@@ -132,7 +142,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="brainage-bench-"))
     env = {**os.environ, "BRAINAGE_CACHE": str(tmp / "cache")}  # the 'auto' choice is recorded here, not in ~/.cache
     config = NETWORKS[args.network]
-    packages = {n: make_package(tmp / f"pkg{n}", n, config) for n in (1, 5)}
+    if args.package:
+        packages = {1: first_fold(Path(args.package), tmp / "pkg1"), 5: Path(args.package)}
+    else:
+        packages = {n: make_package(tmp / f"pkg{n}", n, config) for n in (1, 5)}
     notes = []
     if "auto" in args.precisions:  # make (and record) the one-time bf16-vs-fp32 check before timing
         for folds, package in packages.items():
@@ -153,6 +166,13 @@ def main() -> None:
             ("batch_scans_per_s", f"warm batch of {args.batch} scans/s"), ("steady_scans_per_s", f"steady, {args.batches} batches scans/s"),
             ("forward_scans_per_s", "forward-only scans/s"), ("batch_vs_forward_pct", "steady / forward-only %"), ("peak_rss_mb", "peak RSS MB")]
     network = "paper's DenseNet-169 (20.4 M parameters)" if config is None else f"compact DenseNet {config}"
+    if args.package:
+        from BrainAgeLib.model import count_parameters
+        from BrainAgeLib.package import load_package
+
+        loaded = load_package(args.package)
+        network = (f"trained package {loaded.card.name} {loaded.card.version} ({len(loaded.models)} folds, "
+                   f"{count_parameters(loaded.models[0]):,} parameters each)")
     print(f"\n{machine_line()}")
     print(f"Network: {network}; input {scan.name} (pre-stripped, skull strip 'none'); medians of {args.repeats} cold runs; "
           f"load average at the end {os.getloadavg()[0]:.1f}\n")
@@ -163,8 +183,9 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + f" | {med['end_to_end'] / med['forward']:.2f} |")
     for note in notes:
         print(f"\n{note}")
+    source = f"--package {args.package}" if args.package else f"--network {args.network}"
     command = (f".venv/bin/python benchmarks/inference.py --repeats {args.repeats} --batch {args.batch} --batches {args.batches} "
-               f"--network {args.network} --precisions {' '.join(args.precisions)}")
+               f"{source} --precisions {' '.join(args.precisions)}")
     print(f"\nreproduce: {command}")
 
 
