@@ -67,12 +67,18 @@ def open_panel(monkeypatch, dialogs=None, processEvents=None):
     import BrainAge
     import qt
 
-    panel = slicer.qMRMLWidget()  # what qSlicerScriptedLoadableModuleWidget gives the module: a parent, then setup()
+    widget = mount_widget(BrainAge, slicer, qt)
+    app.processEvents()
+    return widget, dialogs
+
+
+def mount_widget(BrainAge, slicer, qt):
+    """The module widget as Slicer's module panel makes it: a parent first, then setup(), then shown."""
+    panel = slicer.qMRMLWidget()
     panel.setLayout(qt.QVBoxLayout())
     panel.setMRMLScene(slicer.mrmlScene)
     panel.isEntered = True
     widget = BrainAge.BrainAgeWidget(panel)
     widget.setup()
     panel.show()
-    app.processEvents()
-    return widget, dialogs
+    return widget

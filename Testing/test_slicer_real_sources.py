@@ -51,13 +51,7 @@ PANEL = textwrap.dedent('''
     for name in slicer_panel.DIALOGS:
         setattr(slicer.util, name, dialogs._recorder(name))
     slicer.util.setSliceViewerLayers = lambda **kwargs: None
-    panel = slicer.qMRMLWidget()  # as Slicer's module panel: a parent first, setup() after
-    panel.setLayout(qt.QVBoxLayout())
-    panel.setMRMLScene(slicer.mrmlScene)
-    panel.isEntered = True
-    widget = BrainAge.BrainAgeWidget(panel)
-    widget.setup()
-    panel.show()
+    widget = slicer_panel.mount_widget(BrainAge, slicer, qt)  # as Slicer's module panel: a parent first, setup() after
     report["standalone"] = BrainAge.BrainAgeWidget().ui.applyButton.text  # no parent: the base class calls setup()
     node = widget._parameterNode
     receivers = lambda: QtCore.QObject.receivers(widget.ui.ageSpinBox, QtCore.SIGNAL("valueChanged(double)"))

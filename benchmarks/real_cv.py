@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -30,16 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 
 from BrainAgeTrainingLib.crossval.metrics import add_fold_correction, mae_by_decade, score  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from cpu_info import cpu_model_and_flags  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def run_stats(run_dir: Path) -> dict:
@@ -57,13 +47,12 @@ def run_stats(run_dir: Path) -> dict:
 
 def package_predictions(name: str, package: str, data: list[str], cache_dir: str) -> pd.DataFrame:
     """Every subject's clinical-style arrays (from the cache) and 3D scan through a package's fold ensemble."""
-    import torch
-
     from BrainAgeLib.package import load_package
     from BrainAgeLib.spec import PreprocessSpec
     from BrainAgeTrainingLib.cache import PreparationCache
     from BrainAgeTrainingLib.crossval.predictions import prepare_3d
     from BrainAgeTrainingLib.datasets import load_datasets
+    from BrainAgeTrainingLib.release import ensemble_ages
 
     loaded = load_package(package)
     report = load_datasets(data)
@@ -71,13 +60,9 @@ def package_predictions(name: str, package: str, data: list[str], cache_dir: str
     records = {r.subject: r for r in report.records}
     inputs = [("clinical", s.subject, s.offset, s.age, np.load(s.array)) for s in samples]
     inputs += [("3d", r.subject, -1, r.age, prepare_3d(r, PreprocessSpec(), "auto")) for r in records.values()]
-    rows = []
-    with torch.inference_mode():
-        for kind, subject, offset, age, array in inputs:
-            x = torch.from_numpy(array.astype(np.float32))[None, None]
-            age_pred = float(np.mean([m(x)[0, 0].item() for m in loaded.models]))
-            rows.append({"fold": -1, "subject": subject, "role": "test", "input": kind, "offset": offset, "age": age,
-                         "predicted_age": age_pred})
+    ages = ensemble_ages(loaded.models, [array for *_, array in inputs]).mean(axis=0)
+    rows = [{"fold": -1, "subject": subject, "role": "test", "input": kind, "offset": offset, "age": age,
+             "predicted_age": float(predicted)} for (kind, subject, offset, age, _), predicted in zip(inputs, ages)]
     return pd.DataFrame(rows).assign(config=name)
 
 
@@ -147,7 +132,7 @@ def main(argv=None) -> int:
                           .assign(corrected_age=np.nan))
         frame = pd.concat(frames, ignore_index=True)
     text, records = table(frame, stats, args.bootstrap)
-    header = (f"CPU: {cpu_model()}; test subjects of each fold; CIs: {args.bootstrap} bootstrap resamples of subjects; "
+    header = (f"CPU: {cpu_model_and_flags()[0]}; test subjects of each fold; CIs: {args.bootstrap} bootstrap resamples of subjects; "
               "corrected: bias line fitted per fold on its validation subjects")
     print(header)
     print(text)

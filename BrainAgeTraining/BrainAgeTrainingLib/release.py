@@ -17,6 +17,8 @@ import torch
 
 from BrainAgeLib.package import load_package, save_package
 
+from .crossval.predictions import forward_arrays
+
 
 @dataclass
 class ReleaseResult:
@@ -28,15 +30,7 @@ class ReleaseResult:
 
 def ensemble_ages(models: list[torch.nn.Module], arrays: list[np.ndarray], batch: int = 16) -> np.ndarray:
     """Fold-by-input ages (float64) of model-ready arrays."""
-    out = []
-    with torch.inference_mode():
-        for model in models:
-            ages = []
-            for start in range(0, len(arrays), batch):
-                x = torch.from_numpy(np.stack(arrays[start:start + batch]).astype(np.float32))[:, None]
-                ages.append(model.eval()(x)[:, 0].double().numpy())
-            out.append(np.concatenate(ages))
-    return np.stack(out)
+    return np.array([forward_arrays(model.eval(), arrays, batch) for model in models], dtype=np.float64)
 
 
 def release_package(source: str | os.PathLike, dest: str | os.PathLike, check_inputs: list[np.ndarray], *,

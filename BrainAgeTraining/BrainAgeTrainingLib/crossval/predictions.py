@@ -34,7 +34,8 @@ from ..train_loop import load_best
 COLUMNS = ("fold", "subject", "role", "input", "offset", "age", "predicted_age")
 
 
-def _forward(model: torch.nn.Module, arrays: list[np.ndarray], batch: int = 16) -> list[float]:
+def forward_arrays(model: torch.nn.Module, arrays: list[np.ndarray], batch: int = 16) -> list[float]:
+    """Ages of model-ready arrays through one network (eval mode, batched, no autograd)."""
     out: list[float] = []
     with torch.inference_mode():
         for start in range(0, len(arrays), batch):
@@ -74,14 +75,14 @@ def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *
         roles = {s: "train" for s in split["train"]} | {s: "val" for s in split["val"]} | {s: "test" for s in split["test"]}
         model = load_best(run_dir / f"fold{fold}", config)
         chosen = [s for s in samples if s.subject in roles]
-        preds = _forward(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)])
+        preds = forward_arrays(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)])
         rows += [{"fold": fold, "subject": s.subject, "role": roles[s.subject], "input": "clinical", "offset": s.offset,
                   "age": s.age, "predicted_age": p} for s, p in zip(chosen, preds)]
         subjects = [s for s in roles if s in records and (all_3d or roles[s] != "train")]
         for subject in tqdm(subjects, desc=f"fold {fold} 3d", disable=not progress):
             if subject not in arrays_3d:
                 arrays_3d[subject] = prepare_3d(records[subject], spec, config.skull_strip)
-        preds = _forward(model, [arrays_3d[s] for s in subjects])
+        preds = forward_arrays(model, [arrays_3d[s] for s in subjects])
         rows += [{"fold": fold, "subject": s, "role": roles[s], "input": "3d", "offset": -1, "age": records[s].age,
                   "predicted_age": p} for s, p in zip(subjects, preds)]
     return pd.DataFrame(rows, columns=list(COLUMNS))
