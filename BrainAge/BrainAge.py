@@ -92,6 +92,7 @@ class BrainAgeParameterNode:
     device: Annotated[str, Choice(DEVICES)] = "auto"
     saliencyOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
     saliencyTopPercent: Annotated[float, WithinRange(0.0, 100.0)] = 0.0  # > 0: also a label map of the top k %
+    allowNonAxial: bool = False  # accept sagittal / coronal thick slices (the CLI's --allow-non-axial)
 
 
 #
@@ -101,6 +102,8 @@ class BrainAgeParameterNode:
 
 class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: gathers parameters, calls the logic, shows the results."""
+
+    POLL_MS = 100  # how often the GUI thread looks at a running prediction
 
     def __init__(self, parent=None) -> None:
         # State first: without a parent, Slicer's ScriptedLoadableModuleWidget.__init__ calls setup() itself.
@@ -126,6 +129,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.clicked.connect(self.onCancelButton)
         self.ui.installButton.clicked.connect(self.onInstallButton)
         self.ui.importModelButton.clicked.connect(self.onImportModel)
+        self.ui.saveReportButton.clicked.connect(self.onSaveReport)
         self.ui.opacitySlider.valueChanged.connect(self.onOpacityChanged)
         self.ui.inputSelector.currentNodeChanged.connect(self.onInputChanged)
         self.ui.modelSelector.currentIndexChanged.connect(self.onModelSelected)
@@ -136,6 +140,8 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateRequirementsPrompt()
 
     def cleanup(self) -> None:
+        if self.logic:
+            self.logic.requestCancel()  # a module reload or Slicer closing must not leave a worker behind
         self.removeObservers()
 
     def enter(self) -> None:
@@ -147,6 +153,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         (Slicer 5.8's connectGui returned no tag, so disconnecting on exit left connectors behind)."""
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.logic.requestCancel()  # the input node of a running prediction is about to go
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -307,13 +314,23 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.setValue(int(100 * fraction))
+        self._stageText = message
         self.ui.statusLabel.setText(message)
-        slicer.app.processEvents()  # keeps the panel responsive and Cancel clickable
 
     def onCancelButton(self) -> None:
-        self.logic.requestCancel()
+        self.logic.requestCancel()  # kills the worker: the next poll (within POLL_MS) reports it
         self.ui.cancelButton.setEnabled(False)
-        self.ui.statusLabel.setText(_("Cancelling after the current step..."))
+        self.ui.statusLabel.setText(_("Cancelling..."))
+
+    def onSaveReport(self) -> None:
+        import qt
+
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Select a folder for the case report"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not write the case report."), waitCursor=True):
+            paths = self.logic.saveReport(folder)
+            self.ui.statusLabel.setText(_("Report saved: {path}").format(path=paths["pdf"]))
 
     def onOpacityChanged(self, value: float) -> None:
         slicer.util.setSliceViewerLayers(foregroundOpacity=value)
@@ -329,36 +346,65 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def onApplyButton(self) -> None:
+        """Start the prediction in a worker process and return: a timer polls it (see _pollRun)."""
         if self.logic.running:
-            return  # a second click delivered by processEvents during a run
+            return  # a second click delivered while a run is going on
         if not self.ensureRequirements():
             return
         p = self._parameterNode
         self._setRunning(True)
         try:
             with slicer.util.tryWithErrorDisplay(_("Brain age prediction failed."), waitCursor=True):
-                try:
-                    outputs = self.logic.process(
-                        p.inputVolume,
-                        pathOrNone(p.modelPath),
-                        chronologicalAge=p.chronologicalAge or None,
-                        calibrationPath=pathOrNone(p.calibrationPath),
-                        skullStrip=p.skullStrip,
-                        saliencyMethod=None if p.saliencyMethod == "none" else p.saliencyMethod,
-                        device=None if p.device == "auto" else p.device,
-                        saliencyTopPercent=p.saliencyTopPercent,
-                    )
-                except BrainAgeCancelled:
-                    self.ui.statusLabel.setText(_("Cancelled."))
-                    return
-                self.ui.resultLabel.setText(outputs.summary)
-                self.ui.resultTableView.setMRMLTableNode(outputs.table)
-                if outputs.saliency:
-                    slicer.util.setSliceViewerLayers(
-                        background=p.inputVolume, foreground=outputs.saliency, foregroundOpacity=p.saliencyOpacity, fit=True
-                    )
-        finally:
+                self.logic.startProcess(
+                    p.inputVolume,
+                    pathOrNone(p.modelPath),
+                    chronologicalAge=p.chronologicalAge or None,
+                    calibrationPath=pathOrNone(p.calibrationPath),
+                    skullStrip=p.skullStrip,
+                    saliencyMethod=None if p.saliencyMethod == "none" else p.saliencyMethod,
+                    device=None if p.device == "auto" else p.device,
+                    saliencyTopPercent=p.saliencyTopPercent,
+                    allowNonAxial=p.allowNonAxial,
+                )
+        except Exception:  # shown to the user by tryWithErrorDisplay
             self._setRunning(False)
+            return
+        self._stageText, self._runStart, self._runInput = "", time.monotonic(), p.inputVolume
+        self.ui.progressBar.setValue(0)
+        self._schedulePoll(0)
+
+    def _schedulePoll(self, delayMs: int) -> None:
+        import qt
+
+        qt.QTimer.singleShot(delayMs, self._pollRun)
+
+    def _pollRun(self) -> None:
+        """Timer slot on the GUI thread: progress, elapsed time, and the outputs once the worker is done."""
+        try:
+            outputs = self.logic.pollProcess()
+        except BrainAgeCancelled:
+            self.ui.statusLabel.setText(_("Cancelled."))
+            self._setRunning(False)
+            return
+        except Exception as exc:
+            self._setRunning(False)
+            self.ui.statusLabel.setText(_("Failed."))
+            slicer.util.errorDisplay(_("Brain age prediction failed.") + "\n" + str(exc))
+            return
+        if outputs is None:
+            elapsed = time.monotonic() - self._runStart
+            self.ui.statusLabel.setText(f"{self._stageText} ({elapsed:.0f} s)")
+            self._schedulePoll(self.POLL_MS)
+            return
+        self._setRunning(False)
+        self.ui.saveReportButton.setEnabled(True)
+        self.ui.resultLabel.setText(outputs.summary)
+        self.ui.resultTableView.setMRMLTableNode(outputs.table)
+        if outputs.saliency:
+            p = self._parameterNode
+            slicer.util.setSliceViewerLayers(
+                background=self._runInput, foreground=outputs.saliency, foregroundOpacity=p.saliencyOpacity, fit=True
+            )
 
 
 #
@@ -392,6 +438,8 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         self.cancelRequested = False
         self.running = False
         self._predictors = {}
+        self._job = self._jobInput = None  # the worker of a panel run (startProcess)
+        self.lastCase = None  # (input Volume, CaseOutputs, model package path) of the last finished run
 
     def getParameterNode(self):
         return BrainAgeParameterNode(super().getParameterNode())
@@ -489,29 +537,53 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
 
     # -- processing --------------------------------------------------------------------------------
     def requestCancel(self) -> None:
-        """Stop the running prediction at the next stage boundary (model load, skull strip and
-        preprocessing, network, saliency, output nodes): the core has no finer stop point."""
-        if self.running:
+        """Stop the running prediction: a worker (:meth:`startProcess`) is killed at once; an in-process
+        run (:meth:`process`) stops at the next stage boundary (the core has no finer stop point)."""
+        if not self.running:
+            return
+        if self._job is not None:
+            self._job.cancel()
+        else:
             self.cancelRequested = True
 
-    def _progress(self, fraction: float, message: str) -> None:
+    def _report(self, fraction: float, message: str) -> None:
         logging.info(message)
         if self.progressCallback:
             self.progressCallback(fraction, message)
+
+    def _progress(self, fraction: float, message: str) -> None:
+        """Report a stage of an in-process run; raises BrainAgeCancelled when Cancel was asked for."""
+        self._report(fraction, _(message))
         if self.cancelRequested:
             self.cancelRequested = False
             raise BrainAgeCancelled(_("Cancelled by the user."))
 
-    def predictor(self, modelPath: str, calibrationPath=None, skullStrip="hd-bet", device=None):
+    def predictor(self, modelPath: str, calibrationPath=None, skullStrip="hd-bet", device=None, allowNonAxial=False):
         """A cached BrainAgeLib Predictor for these settings (the model loads once per session)."""
         from BrainAgeLib.calibration import load_calibration
         from BrainAgeLib.predict import Predictor
 
-        key = (modelPath, calibrationPath, skullStrip, device)
+        key = (modelPath, calibrationPath, skullStrip, device, allowNonAxial)
         if key not in self._predictors:
             calibration = load_calibration(calibrationPath) if calibrationPath else None
-            self._predictors[key] = Predictor(modelPath, device=device, calibration=calibration, skull_strip=skullStrip)
+            self._predictors[key] = Predictor(modelPath, device=device, calibration=calibration, skull_strip=skullStrip,
+                                              allow_non_axial=allowNonAxial)
         return self._predictors[key]
+
+    def _checkInputs(self, inputVolume, modelPath) -> None:
+        if not inputVolume or inputVolume.GetImageData() is None:
+            raise ValueError(_("Select an input volume that holds image data."))
+        if not modelPath:
+            raise ValueError(_("Select or import a model package."))
+        if self.running:
+            raise RuntimeError(_("A brain age prediction is already running."))
+
+    @staticmethod
+    def _volumeArrays(inputVolume):
+        """The voxels ([k, j, i], as Slicer stores them) and the IJK-to-RAS matrix of a volume node."""
+        ijkToRas = vtk.vtkMatrix4x4()
+        inputVolume.GetIJKToRASMatrix(ijkToRas)
+        return slicer.util.arrayFromVolume(inputVolume), slicer.util.arrayFromVTKMatrix(ijkToRas)
 
     def process(
         self,
@@ -523,8 +595,12 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         saliencyMethod: Optional[str] = "guided-backprop",
         device: Optional[str] = None,
         saliencyTopPercent: float = 0.0,
+        allowNonAxial: bool = False,
     ) -> BrainAgeOutputs:
-        """Predict brain age for a volume node and add the result nodes to the scene.
+        """Predict brain age for a volume node in this process and add the result nodes to the scene.
+
+        Blocks until done (scripts, batches; the model stays loaded between calls). The panel uses
+        :meth:`startProcess` instead, which keeps Slicer responsive.
 
         :param inputVolume: axial T1 scalar volume node (with skull unless skullStrip is "none")
         :param modelPath: model package folder
@@ -534,47 +610,128 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         :param saliencyMethod: "guided-backprop", "integrated-gradients" or None
         :param device: "cpu", "cuda" or None (CUDA when available)
         :param saliencyTopPercent: > 0 also makes a label map of the top k % saliency
+        :param allowNonAxial: accept a scan whose thick slices are not axial (the method expects axial)
         """
+        from BrainAgeLib.case_run import STAGES, run_case
         from BrainAgeLib.io import volume_from_kji
-        from BrainAgeLib.summary import summary_rows, summary_text
 
-        if not inputVolume or inputVolume.GetImageData() is None:
-            raise ValueError(_("Select an input volume that holds image data."))
-        if not modelPath:
-            raise ValueError(_("Select or import a model package."))
-        if self.running:
-            raise RuntimeError(_("A brain age prediction is already running."))
+        self._checkInputs(inputVolume, modelPath)
         self.running, self.cancelRequested = True, False
         start = time.time()
         try:
-            self._progress(0.05, _("Loading model"))
-            predictor = self.predictor(modelPath, calibrationPath, skullStrip, device)
-            ijkToRas = vtk.vtkMatrix4x4()
-            inputVolume.GetIJKToRASMatrix(ijkToRas)
-            volume = volume_from_kji(slicer.util.arrayFromVolume(inputVolume), slicer.util.arrayFromVTKMatrix(ijkToRas), inputVolume.GetName())
-            self._progress(0.15, _("Skull stripping and preprocessing"))
-            case = predictor.prepare_volume(volume)
-            self._progress(0.6, _("Predicting age"))
-            result = predictor.predict_case(case, chronologicalAge)
-            self._progress(0.7, _("Adding the brain mask"))
-            segmentation = self._maskToSegmentation(case.brain_mask, inputVolume)
-            saliencyNode = saliencyLabel = None
-            if saliencyMethod:
-                self._progress(0.75, _("Computing saliency"))
-                sal = predictor.saliency(case, saliencyMethod)
-                saliencyNode = self._addVolume(sal.on_input, inputVolume, f"{inputVolume.GetName()} saliency")
-                saliencyNode.CreateDefaultDisplayNodes()
-                saliencyNode.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeFileColdToHotRainbow.txt")
-                result.qc_flags.append(f"saliency ({sal.method}) inside brain: {sal.inside_brain:.0%}")
-                if saliencyTopPercent > 0:
-                    saliencyLabel = self._topPercentLabel(sal.on_input, saliencyTopPercent, inputVolume)
-            table = self._resultTable(summary_rows(result), inputVolume.GetName())
+            self._progress(*STAGES["load"])
+            predictor = self.predictor(modelPath, calibrationPath, skullStrip, device, allowNonAxial)
+            volume = volume_from_kji(*self._volumeArrays(inputVolume), inputVolume.GetName())
+            case = run_case(predictor, volume, chronologicalAge, saliencyMethod, self._progress)
+            self._progress(*STAGES["outputs"])
+            outputs = self._outputNodes(case, inputVolume, saliencyTopPercent)
+            self.lastCase = (volume, case, modelPath)
             self._progress(1.0, _("Done in {seconds:.1f} s").format(seconds=time.time() - start))
-            return BrainAgeOutputs(result, table, segmentation, saliencyNode, saliencyLabel, summary_text(result))
+            return outputs
         finally:
             self.running, self.cancelRequested = False, False
 
+    def startProcess(
+        self,
+        inputVolume,
+        modelPath: str,
+        chronologicalAge: Optional[float] = None,
+        calibrationPath: Optional[str] = None,
+        skullStrip: str = "hd-bet",
+        saliencyMethod: Optional[str] = "guided-backprop",
+        device: Optional[str] = None,
+        saliencyTopPercent: float = 0.0,
+        allowNonAxial: bool = False,
+    ):
+        """Start the same prediction as :meth:`process` in a worker process and return at once.
+
+        Call :meth:`pollProcess` from a timer until it returns the outputs; :meth:`requestCancel`
+        stops the worker within a second, mid-stage. Parameters as for :meth:`process`.
+        """
+        from BrainAgeLib.case_job import CaseJob
+
+        self._checkInputs(inputVolume, modelPath)
+        array, ijkToRas = self._volumeArrays(inputVolume)
+        request = {
+            "model": str(modelPath), "calibration": calibrationPath, "skull_strip": skullStrip, "device": device,
+            "saliency_method": saliencyMethod, "age": chronologicalAge, "allow_non_axial": bool(allowNonAxial),
+            "name": inputVolume.GetName(),
+        }
+        python, env = self.workerPython()
+        self._job = CaseJob(python, array, ijkToRas, request, env=env)
+        self._jobInput, self._jobTopPercent, self._jobModel = inputVolume, saliencyTopPercent, str(modelPath)
+        self.running, self.cancelRequested = True, False
+        return self._job
+
+    def workerPython(self):
+        """(command, environment) that runs a Python with BrainAge's packages: PythonSlicer inside Slicer."""
+        import shutil
+        import sys
+
+        pythonSlicer = shutil.which("PythonSlicer")
+        if pythonSlicer:  # Slicer's launcher sets the paths itself from the startup environment
+            return [pythonSlicer], slicer.util.startupEnvironment()
+        if os.path.basename(sys.executable).lower().startswith("python"):  # plain Python with slicer-core
+            return [sys.executable], None
+        raise RuntimeError(_("PythonSlicer was not found next to Slicer; reinstall Slicer."))
+
+    def pollProcess(self) -> Optional[BrainAgeOutputs]:
+        """Report the worker's progress; None while it runs, the outputs (nodes added) once it is done.
+
+        :raises BrainAgeCancelled: after :meth:`requestCancel`
+        :raises RuntimeError: with the worker's message when the prediction failed
+        """
+        from BrainAgeLib.case_run import STAGES
+        from BrainAgeLib.io import volume_from_kji
+
+        job = self._job
+        if job is None:
+            raise RuntimeError(_("No brain age prediction is running."))
+        for fraction, text in job.poll():
+            self._report(fraction, _(text))
+        if job.running and not job.cancelled:
+            return None
+        try:
+            if job.cancelled:
+                raise BrainAgeCancelled(_("Cancelled by the user."))
+            case = job.outputs()
+            self._report(*STAGES["outputs"])
+            outputs = self._outputNodes(case, self._jobInput, self._jobTopPercent)
+            self.lastCase = (volume_from_kji(job.input_kji, job.ijk_to_ras, job.name), case, self._jobModel)
+            self._report(1.0, _("Done in {seconds:.1f} s").format(seconds=time.monotonic() - job.started))
+            return outputs
+        finally:
+            job.cleanup()
+            self._job, self._jobInput = None, None
+            self.running, self.cancelRequested = False, False
+
+    def saveReport(self, folder: str, overwrite: bool = False) -> dict:
+        """Write the one-page case report of the last finished run; returns {"pdf": path, "png": path}."""
+        from BrainAgeLib.package import read_card
+        from BrainAgeLib.reports import write_case_report
+
+        if self.lastCase is None:
+            raise RuntimeError(_("Run a prediction first: the report shows its result."))
+        volume, case, modelPath = self.lastCase
+        return write_case_report(folder, case.result, volume, case.brain_mask, card=read_card(modelPath),
+                                 saliency=case.saliency, saliency_method=case.saliency_method, overwrite=overwrite)
+
     # -- MRML output helpers -----------------------------------------------------------------------
+    def _outputNodes(self, case, inputVolume, saliencyTopPercent: float = 0.0) -> BrainAgeOutputs:
+        """The scene nodes of one finished case (BrainAgeLib.case_run.CaseOutputs)."""
+        from BrainAgeLib.summary import summary_rows, summary_text
+
+        segmentation = self._maskToSegmentation(case.brain_mask, inputVolume)
+        saliencyNode = saliencyLabel = None
+        if case.saliency is not None:
+            saliencyNode = self._addVolume(case.saliency, inputVolume, f"{inputVolume.GetName()} saliency")
+            saliencyNode.CreateDefaultDisplayNodes()
+            saliencyNode.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeFileColdToHotRainbow.txt")
+            if saliencyTopPercent > 0:
+                saliencyLabel = self._topPercentLabel(case.saliency, saliencyTopPercent, inputVolume)
+        table = self._resultTable(summary_rows(case.result), inputVolume.GetName())
+        return BrainAgeOutputs(case.result, table, segmentation, saliencyNode, saliencyLabel, summary_text(case.result))
+
     def _addVolume(self, volume, referenceNode, name, className="vtkMRMLScalarVolumeNode"):
         from BrainAgeLib.io import kji_from_volume
 

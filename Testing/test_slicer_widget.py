@@ -6,9 +6,11 @@ torch/MONAI/nibabel/safetensors and offers the install, (8) one run at a time an
 """
 
 import importlib
+import os
 import pathlib
 import re
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -184,38 +186,83 @@ def test_bundled_default_is_preselected_and_demo_models_never_are(brainage, monk
     assert widget.ui.modelSelector.currentText == "elsewhere (folder)"
 
 
-def test_one_run_at_a_time_and_cancel(brainage, monkeypatch, two_fold_package, colin_brain_path):
-    clicks = []
+def _pump(widget, until, timeout=180.0):
+    """The Qt event loop of Slicer, stood in for by processEvents until ``until()`` holds."""
+    app = slicer_panel.qapp()
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"still waiting; status: {widget.ui.statusLabel.text!r}"
+        app.processEvents()
+        time.sleep(0.01)
 
-    def process_events():  # what a user does while the panel processes events during a run
-        if not clicks:
-            clicks.append(widget.ui.applyButton.enabled)
-            widget.ui.applyButton.click()  # ignored: disabled
-            widget.onApplyButton()  # a click already queued: must not start a nested run
 
-    widget, dialogs = slicer_panel.open_panel(monkeypatch, processEvents=process_events)
-    node = slicer_env.load_volume_node(colin_brain_path, "colin")
+def _ready_panel(monkeypatch, package, scan, skull_strip="none", saliency="none"):
+    widget, dialogs = slicer_panel.open_panel(monkeypatch)
+    node = slicer_env.load_volume_node(scan, "colin")
     p = widget._parameterNode
-    p.inputVolume, p.modelPath, p.skullStrip, p.saliencyMethod = node, Path(two_fold_package), "none", "none"
-    starts = []
-    original = widget.logic.process
-    monkeypatch.setattr(widget.logic, "process", lambda *a, **k: starts.append(1) or original(*a, **k))
+    p.inputVolume, p.modelPath, p.skullStrip, p.saliencyMethod = node, Path(package), skull_strip, saliency
+    return widget, dialogs, node
+
+
+def test_apply_returns_at_once_and_the_work_runs_in_a_worker(brainage, monkeypatch, tmp_path, two_fold_package, colin_brain_path):
+    """Issue 17: the GUI thread is back within 0.2 s of Apply; a worker process predicts; one run at a time."""
+    widget, dialogs, node = _ready_panel(monkeypatch, two_fold_package, colin_brain_path, saliency="guided-backprop")
     assert widget.ui.applyButton.enabled
+    started = time.perf_counter()
     widget.onApplyButton()
-    assert clicks == [False] and len(starts) == 1 and dialogs.shown == []
+    returned = time.perf_counter() - started
+    job = widget.logic._job
+    assert job is not None, dialogs.shown[0][1][:3000]
+    assert job.process.pid != os.getpid() and job.process.poll() is None  # still working
+    assert returned < 0.2, f"Apply blocked the GUI thread for {returned:.2f} s"
+    assert not widget.ui.applyButton.enabled and widget.ui.cancelButton.enabled
+    widget.onApplyButton()  # a click that reaches the panel during the run starts nothing
+    assert widget.logic._job is job
+    seen = []
+    _pump(widget, lambda: seen.append(widget.ui.statusLabel.text) or not widget.logic.running)
+    assert dialogs.shown == [], dialogs.shown
+    assert any("Skull stripping" in text for text in seen) and widget.ui.statusLabel.text.startswith("Done in")
     assert "Predicted" in widget.ui.resultLabel.text and widget.ui.applyButton.enabled
-    assert not widget.ui.cancelButton.enabled
+    assert not widget.ui.cancelButton.enabled and not job.folder.exists()  # the job folder is removed
+    assert widget.ui.saveReportButton.enabled  # issue 14: the case report from the panel
+    paths = widget.logic.saveReport(str(tmp_path / "report"))
+    assert paths["pdf"].read_bytes()[:5] == b"%PDF-" and paths["png"].stat().st_size > 10_000
+    with pytest.raises(FileExistsError):
+        widget.logic.saveReport(str(tmp_path / "report"))  # never overwrites a report silently
+    # the worker's outputs equal an in-process run of the same Logic on the same node
+    volume, case, _card = widget.logic.lastCase
+    direct = widget.logic.process(node, str(two_fold_package), skullStrip="none", saliencyMethod="guided-backprop")
+    assert direct.result.fold_ages == pytest.approx(case.result.fold_ages, abs=1e-4)
+    saliency_nodes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+    assert sum("saliency" in n.GetName() for n in saliency_nodes) == 2
+    mask_worker = slicer.util.getNodesByClass("vtkMRMLSegmentationNode")
+    assert len(mask_worker) == 2
 
-    def cancel_on_first_step():
-        if widget.ui.cancelButton.enabled:
-            widget.ui.cancelButton.click()
 
-    monkeypatch.setattr(slicer.app, "processEvents", cancel_on_first_step)
+def test_cancel_stops_the_worker_within_a_second(brainage, monkeypatch, two_fold_package, colin_brain_path):
+    widget, dialogs, _node = _ready_panel(monkeypatch, two_fold_package, colin_brain_path)
     tables = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode")
     widget.onApplyButton()
+    job = widget.logic._job
+    _pump(widget, lambda: widget.ui.progressBar.value > 0)  # the worker is in its first stage
+    clicked = time.monotonic()
+    widget.ui.cancelButton.click()
+    assert job.process.poll() is not None, "the worker still runs after Cancel"
+    _pump(widget, lambda: not widget.logic.running, timeout=5)
+    assert time.monotonic() - clicked < 1.0
     assert widget.ui.statusLabel.text == "Cancelled." and dialogs.shown == []
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode") == tables  # stopped before any output
-    assert widget.ui.applyButton.enabled and not widget.logic.running
+    assert widget.ui.applyButton.enabled and not widget.ui.cancelButton.enabled and not job.folder.exists()
+
+
+def test_a_failing_worker_shows_its_message_once(brainage, monkeypatch, tmp_path, colin_brain_path):
+    widget, dialogs, _node = _ready_panel(monkeypatch, tmp_path / "no-such-model", colin_brain_path)
+    widget.onApplyButton()
+    _pump(widget, lambda: not widget.logic.running)
+    assert dialogs.names() == ["errorDisplay"]
+    message = dialogs.shown[0][1]
+    assert "no-such-model" in message and "Traceback" not in message
+    assert widget.ui.statusLabel.text == "Failed." and widget.ui.applyButton.enabled
 
 
 def test_on_a_too_old_slicer_the_panel_says_so_and_installs_nothing(brainage, monkeypatch):

