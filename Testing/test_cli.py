@@ -73,6 +73,28 @@ def test_calibrate_from_a_predictions_table(tmp_path, two_fold_package):
     assert Predictor(package, skull_strip="none").calibration.intercept == pytest.approx(stored["intercept"])
 
 
+def test_calibrate_joins_a_participants_table_and_names_a_missing_group_column(tmp_path, capsys):
+    """A `brainage predict` table has no cohort: --participants adds it (and the ages); without it, a clear error."""
+    rng = np.random.default_rng(2)
+    ids = [f"sub-{i:02d}" for i in range(40)]
+    age = rng.uniform(20, 85, 40)
+    predictions = pd.DataFrame({"source": [f"/data/{s}/anat/{s}_T1w.nii.gz" for s in ids],
+                                "predicted_age": 0.6 * age + 20, "chronological_age": np.nan, "error": np.nan})
+    predictions.to_csv(tmp_path / "results.csv", index=False)
+    participants = pd.DataFrame({"participant_id": ids, "age": age, "cohort": ["AD"] * 8 + ["CU"] * 32})
+    participants.to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    out = tmp_path / "site.json"
+    args = ["calibrate", str(tmp_path / "results.csv"), "--out", str(out), "--method", "all", "--controls-column", "cohort"]
+    assert main(args) == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "--controls-column 'cohort'" in err and "no such column" in err and "--participants" in err
+    assert main([*args, "--participants", str(tmp_path / "participants.tsv")]) == 0
+    cal = load_calibration(out)
+    assert cal.n_controls == 32 and cal.slope == pytest.approx(0.6) and cal.intercept == pytest.approx(20)
+    assert main([*args, "--participants", str(tmp_path / "participants.tsv"), "--controls-value", "HC"]) == 2
+    assert "no row has cohort = 'HC'" in capsys.readouterr().err
+
+
 def test_info_verifies_and_reports_tampering(two_fold_package, tmp_path):
     proc = brainage("info", two_fold_package)
     assert proc.returncode == 0 and "untrained-test" in proc.stdout and "verified" in proc.stdout
