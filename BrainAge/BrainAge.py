@@ -558,16 +558,17 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
             self.cancelRequested = False
             raise BrainAgeCancelled(_("Cancelled by the user."))
 
-    def predictor(self, modelPath: str, calibrationPath=None, skullStrip="hd-bet", device=None, allowNonAxial=False):
+    def predictor(self, modelPath: str, calibrationPath=None, skullStrip="hd-bet", device=None, allowNonAxial=False,
+                  keepFailedQC=False):
         """A cached BrainAgeLib Predictor for these settings (the model loads once per session)."""
         from BrainAgeLib.calibration import load_calibration
         from BrainAgeLib.predict import Predictor
 
-        key = (modelPath, calibrationPath, skullStrip, device, allowNonAxial)
+        key = (modelPath, calibrationPath, skullStrip, device, allowNonAxial, keepFailedQC)
         if key not in self._predictors:
             calibration = load_calibration(calibrationPath) if calibrationPath else None
             self._predictors[key] = Predictor(modelPath, device=device, calibration=calibration, skull_strip=skullStrip,
-                                              allow_non_axial=allowNonAxial)
+                                              allow_non_axial=allowNonAxial, keep_failed_qc=keepFailedQC)
         return self._predictors[key]
 
     def _checkInputs(self, inputVolume, modelPath) -> None:
@@ -596,6 +597,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         device: Optional[str] = None,
         saliencyTopPercent: float = 0.0,
         allowNonAxial: bool = False,
+        keepFailedQC: bool = False,
     ) -> BrainAgeOutputs:
         """Predict brain age for a volume node in this process and add the result nodes to the scene.
 
@@ -611,6 +613,8 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         :param device: "cpu", "cuda" or None (CUDA when available)
         :param saliencyTopPercent: > 0 also makes a label map of the top k % saliency
         :param allowNonAxial: accept a scan whose thick slices are not axial (the method expects axial)
+        :param keepFailedQC: give ages to a scan with a hard QC failure (result.age_flag marks them); by default
+            such a scan gets ``result.error`` "failed QC: ..." and no ages (the brain mask is still added)
         """
         from BrainAgeLib.case_run import STAGES, run_case
         from BrainAgeLib.io import volume_from_kji
@@ -620,7 +624,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         start = time.time()
         try:
             self._progress(*STAGES["load"])
-            predictor = self.predictor(modelPath, calibrationPath, skullStrip, device, allowNonAxial)
+            predictor = self.predictor(modelPath, calibrationPath, skullStrip, device, allowNonAxial, keepFailedQC)
             volume = volume_from_kji(*self._volumeArrays(inputVolume), inputVolume.GetName())
             case = run_case(predictor, volume, chronologicalAge, saliencyMethod, self._progress)
             self._progress(*STAGES["outputs"])
@@ -642,6 +646,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         device: Optional[str] = None,
         saliencyTopPercent: float = 0.0,
         allowNonAxial: bool = False,
+        keepFailedQC: bool = False,
     ):
         """Start the same prediction as :meth:`process` in a worker process and return at once.
 
@@ -655,7 +660,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         request = {
             "model": str(modelPath), "calibration": calibrationPath, "skull_strip": skullStrip, "device": device,
             "saliency_method": saliencyMethod, "age": chronologicalAge, "allow_non_axial": bool(allowNonAxial),
-            "name": inputVolume.GetName(),
+            "keep_failed_qc": bool(keepFailedQC), "name": inputVolume.GetName(),
         }
         python, env = self.workerPython()
         self._job = CaseJob(python, array, ijkToRas, request, env=env)

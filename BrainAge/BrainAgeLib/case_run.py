@@ -48,11 +48,11 @@ def run_case(predictor, volume: Volume, age: float | None = None, saliency_metho
     say(*STAGES["predict"])
     result = predictor.predict_case(case, age)
     saliency = None
-    if saliency_method:
+    if saliency_method and not result.error:  # a scan refused by QC gets no age and no map
         say(*STAGES["saliency"])
         sal = predictor.saliency(case, saliency_method)
         saliency = sal.on_input
-        result.qc_flags.append(f"saliency ({sal.method}) inside brain: {sal.inside_brain:.0%}")
+        result.qc_flags.append(f"saliency: ({sal.method}) inside brain: {sal.inside_brain:.0%}")
     return CaseOutputs(result, case.brain_mask, saliency, saliency_method or "")
 
 

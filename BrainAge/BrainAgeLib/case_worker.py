@@ -46,7 +46,8 @@ def run_job(job_dir: Path) -> None:
     calibration = load_calibration(request["calibration"]) if request.get("calibration") else None
     predictor = Predictor(request["model"], device=request.get("device"), calibration=calibration,
                           skull_strip=request.get("skull_strip", "hd-bet"),
-                          allow_non_axial=bool(request.get("allow_non_axial", False)))
+                          allow_non_axial=bool(request.get("allow_non_axial", False)),
+                          keep_failed_qc=bool(request.get("keep_failed_qc", False)))
     volume = load_input(job_dir, request.get("name", ""))
     outputs = run_case(predictor, volume, request.get("age"), request.get("saliency_method"), say)
     save_outputs(job_dir, outputs)

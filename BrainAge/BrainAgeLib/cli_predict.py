@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--allow-non-axial", action="store_true", help="accept sagittal/coronal acquisitions (not validated)")
+    p.add_argument("--keep-failed-qc", action="store_true",
+                   help="give ages to scans with a hard QC failure too (their age_flag column marks them); "
+                        "default: such a row gets the error 'failed QC: ...' and no ages")
     p.add_argument("--out", required=True, help="results CSV (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             calibration=calibration,
             skull_strip=args.skull_strip,
             allow_non_axial=args.allow_non_axial,
+            keep_failed_qc=args.keep_failed_qc,
         )
     except (BrainAgeError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 save_nifti(sal.on_input, path, description=f"brainage saliency {sal.method}; mask {case.skull_strip}")
                 extra[result.source] = {"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)}
         except (BrainAgeError, OSError, RuntimeError, ValueError) as exc:
-            result.qc_flags.append(f"saliency failed: {exc}")
+            result.qc_flags.append(f"saliency: failed: {exc}")
         if report_dir:
             try:
                 paths = write_case_report(report_dir, result, case.volume, case.brain_mask, card=predictor.package.card,
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                                           overwrite=args.overwrite)
                 extra.setdefault(result.source, {})["report_path"] = str(paths["pdf"])
             except (OSError, ValueError) as exc:
-                result.qc_flags.append(f"report failed: {exc}")
+                result.qc_flags.append(f"report: failed: {exc}")
 
     with tqdm(total=len(cases), desc="brain age", unit="scan") as bar:
         results = predictor.predict_many(

@@ -161,7 +161,7 @@ def validate_volume(volume: Volume, *, allow_non_axial: bool = False, check_fov:
         extent = world_extent(volume)
         if np.any(extent < np.asarray(MIN_FOV_MM)):
             raise FieldOfViewError(
-                f"{name}: field of view {np.round(extent).astype(int).tolist()} mm (R-L, A-P, S-I) is smaller than "
+                f"failed QC: field-of-view: {name}: field of view {np.round(extent).astype(int).tolist()} mm (R-L, A-P, S-I) is smaller than "
                 f"{list(MIN_FOV_MM)} mm and cannot hold a whole adult brain. Use a series that covers the whole head."
             )
     return thick

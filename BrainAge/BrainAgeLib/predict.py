@@ -27,9 +27,10 @@ from .errors import BrainAgeError
 from .io import Volume, load_volume, validate_volume
 from .package import ModelPackage, load_package
 from .preprocess import PreparedScan, prepare
+from .qc_policy import KEPT_MARK, failed_qc_error, hard_failures
 from .spec import PreprocessSpec
 from .saliency import compute_saliency, fraction_inside, to_reference_grid
-from .skullstrip import skull_strip
+from .skullstrip import skull_strip, skull_strip_mismatch
 
 PRECISIONS = ("fp32", "bf16", "amp", "auto")
 _NO_VOXELS = np.zeros((0, 0, 0), dtype=np.float32)
@@ -77,6 +78,7 @@ class PredictionResult:
     calibration: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    age_flag: str = ""  # set when the ages of a failed-QC scan were kept on request (qc_policy.KEPT_MARK)
 
     def to_row(self) -> dict:
         """Flat dict for CSV/table output."""
@@ -105,6 +107,7 @@ class Predictor:
         calibration: Calibration | None = None,
         skull_strip: str = "hd-bet",
         allow_non_axial: bool = False,
+        keep_failed_qc: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -127,6 +130,7 @@ class Predictor:
         self.calibration = calibration or (Calibration.from_dict(card.calibration) if card.calibration else None)
         self.skull_strip_backend = skull_strip
         self.allow_non_axial = allow_non_axial
+        self.keep_failed_qc = keep_failed_qc  # give ages to scans with a hard QC failure (marked in age_flag)
         self.model_label = f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''})"
 
     def _auto_precision(self) -> tuple[str, str | None]:
@@ -153,9 +157,9 @@ class Predictor:
             allow_non_axial=self.allow_non_axial, validated=validated,
         )
         trained_with = (self.package.card.skull_strip or {}).get("backend")
-        if trained_with and trained_with != self.skull_strip_backend:
+        if skull_strip_mismatch(trained_with, self.skull_strip_backend):
             case.warnings.append(
-                f"the model's training scans were skull stripped with '{trained_with}' but this scan with "
+                f"skull-strip-mismatch: the model's training scans were skull stripped with '{trained_with}' but this scan with "
                 f"'{self.skull_strip_backend}'; ages may shift"
             )
         return case
@@ -201,20 +205,26 @@ class Predictor:
 
     # -- results -----------------------------------------------------------------------------------
     def _result(self, case: PreparedCase, fold_ages: np.ndarray, age: float | None, timings: dict) -> PredictionResult:
-        mean = float(np.mean(fold_ages))
+        flags = list(case.prepared.qc_messages) + list(case.warnings)
+        failures = hard_failures(flags)
         result = PredictionResult(
             source=case.volume.source,
-            fold_ages=[float(a) for a in fold_ages],
-            predicted_age=mean,
-            predicted_age_sd=float(np.std(fold_ages, ddof=1)) if len(fold_ages) > 1 else 0.0,
             chronological_age=age,
-            passed_qc=case.prepared.passed_qc,
-            qc_flags=list(case.prepared.qc_messages) + list(case.warnings),
+            passed_qc=not failures,
+            qc_flags=flags,
             background_fraction=case.prepared.background_fraction,
             skull_strip=case.skull_strip,
             model=self.model_label,
             timings=timings,
         )
+        if failures and not self.keep_failed_qc:  # no silent ages: the row says why there is none
+            result.error = failed_qc_error(failures)
+            return result
+        result.age_flag = KEPT_MARK if failures else ""
+        mean = float(np.mean(fold_ages))
+        result.fold_ages = [float(a) for a in fold_ages]
+        result.predicted_age = mean
+        result.predicted_age_sd = float(np.std(fold_ages, ddof=1)) if len(fold_ages) > 1 else 0.0
         if age is not None and np.isfinite(age):
             result.raw_gap = mean - age
             if self.calibration is not None:
@@ -227,8 +237,14 @@ class Predictor:
         """Predict one scan given as a :class:`Volume` (original orientation)."""
         return self.predict_case(self.prepare_volume(volume), age)
 
+    def refuses(self, case: PreparedCase) -> bool:
+        """True when the case has a hard QC failure and will get no age (the network is not run)."""
+        return not self.keep_failed_qc and bool(hard_failures(list(case.prepared.qc_messages) + list(case.warnings)))
+
     def predict_case(self, case: PreparedCase, age: float | None = None) -> PredictionResult:
-        """Predict one already prepared scan."""
+        """Predict one already prepared scan (no age, and the error "failed QC: ...", on a hard QC failure)."""
+        if self.refuses(case):
+            return self._result(case, np.zeros(0), age, dict(case.timings))
         t0 = time.perf_counter()
         ages = self.forward([case.prepared.data])[0]
         timings = {**case.timings, "forward": time.perf_counter() - t0}
@@ -321,6 +337,11 @@ class Predictor:
                 except (BrainAgeError, OSError, ValueError, RuntimeError) as exc:
                     name = source.source if isinstance(source, Volume) else str(source)
                     results[index] = PredictionResult(source=name, error=f"{type(exc).__name__}: {exc}")
+                    if progress:
+                        progress(1)
+                    continue
+                if self.refuses(case):
+                    results[index] = self._result(case, np.zeros(0), ages[index], timings)
                     if progress:
                         progress(1)
                     continue

@@ -19,6 +19,7 @@ from monai.transforms import Spacing, SpatialResample
 
 from .errors import QualityGateError
 from .io import Volume, to_canonical
+from .qc_policy import qc_flag
 from .spec import PreprocessSpec
 
 
@@ -234,10 +235,11 @@ def prepare(volume: Volume, spec: PreprocessSpec | None = None, *, enforce_qc: b
     fraction = background_fraction(data)
     messages = []
     if fraction > spec.max_background_fraction:
-        messages.append(
+        messages.append(qc_flag(
+            "background",
             f"{fraction:.1%} of the model input is background (limit {spec.max_background_fraction:.0%}): "
-            "the scan probably holds only part of the brain, or skull stripping failed"
-        )
+            "the scan probably holds only part of the brain, or skull stripping failed",
+        ))
     if messages and enforce_qc:
         raise QualityGateError(f"{volume.source or 'scan'}: " + "; ".join(messages))
     return PreparedScan(

@@ -33,6 +33,11 @@ BACKENDS: dict[str, tuple[str, str | None]] = {
     "none": ("BrainAgeLib.skullstrip_none", None),
 }
 DEFAULT_BACKEND = "hd-bet"
+#: Training brains that came from a data set's own masks, by the label a model card records, and the backends that
+#: reproduce them: ``reference`` is the true brain of a synthetic subject (``brainage synth``), which an accurate
+#: skull stripper approximates. ``mask`` (a data set's masks whose tool was not recorded) is never judged.
+MASK_LABELS: dict[str, tuple[str, ...]] = {"reference": ("hd-bet", "deepbet")}
+UNKNOWN_MASKS = "mask"
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 
 
@@ -75,6 +80,17 @@ def available_backends() -> tuple[str, ...]:
         if package is None or importlib.util.find_spec(package) is not None:
             names.append(name)
     return tuple(names)
+
+
+def skull_strip_mismatch(trained_with: str | None, used: str) -> bool:
+    """True when a model's training brains (one label, or several joined by commas) cannot come from backend ``used``.
+
+    A label is a backend name or a :data:`MASK_LABELS` key; an unrecorded or unknown origin is no mismatch.
+    """
+    labels = {label.strip() for label in (trained_with or "").split(",") if label.strip()}
+    if not labels or UNKNOWN_MASKS in labels:
+        return False
+    return not any(used == label or used in MASK_LABELS.get(label, ()) for label in labels)
 
 
 def backend_module(name: str) -> ModuleType:

@@ -61,7 +61,7 @@ def predict_mask(
     """
     warnings = []
     if folds != 1 or tta:
-        warnings.append("deepbet has a single model and no test-time augmentation; folds/TTA were ignored.")
+        warnings.append("backend-option: deepbet has a single model and no test-time augmentation; folds/TTA were ignored.")
     import torch
 
     model_path, bbox_path = weight_files()

@@ -86,7 +86,7 @@ def skull_warnings(tissue: np.ndarray, spacing: tuple[float, float, float]) -> l
     if not reasons:
         return []
     return [
-        "skull-strip backend 'none' was chosen, but this image still seems to contain skull and scalp: "
+        "skull-residue: skull-strip backend 'none' was chosen, but this image still seems to contain skull and scalp: "
         + "; ".join(reasons)
         + ". Choose the hd-bet or deepbet backend instead, or give a brain-only image."
     ]

@@ -8,9 +8,12 @@ import nibabel as nib
 import numpy as np
 
 from .io import Volume
+from .qc_policy import qc_flag
 
 #: Plausible adult brain (mask) volume, mL; outside it the mask is flagged.
 BRAIN_VOLUME_RANGE_ML = (700.0, 2000.0)
+#: Below this (mL) a mask cannot be an adult brain: a hard QC failure (qc_policy "mask-tiny").
+MIN_BRAIN_ML = 400.0
 #: A mask touching more than this many faces of the field of view is flagged.
 MAX_EDGE_SIDES = 1
 
@@ -62,22 +65,30 @@ def mask_qc(mask: Volume, *, volume_range_ml: tuple[float, float] = BRAIN_VOLUME
             bbox_size_mm=(0.0, 0.0, 0.0),
             fov_fraction=0.0,
             edge_sides=(),
-            flags=("the mask is empty: no brain was found. Check that the input is a T1 head scan.",),
+            flags=(qc_flag("mask-empty", "the mask is empty: no brain was found. Check that the input is a T1 head scan."),),
         )
     bbox_min, bbox_max = bounding_box(data)  # type: ignore[misc]
     bbox_size = tuple(float((hi - lo + 1) * s) for lo, hi, s in zip(bbox_min, bbox_max, spacing))
     sides = touched_sides(mask)
     lo, hi = volume_range_ml
-    if not lo <= volume_ml <= hi:
-        flags.append(
+    if volume_ml < MIN_BRAIN_ML:
+        flags.append(qc_flag(
+            "mask-tiny",
+            f"brain volume {volume_ml:.0f} mL is under {MIN_BRAIN_ML:.0f} mL, far less than any adult brain: the scan "
+            "holds only part of the brain, or skull stripping failed.",
+        ))
+    elif not lo <= volume_ml <= hi:
+        flags.append(qc_flag(
+            "mask-volume",
             f"brain volume {volume_ml:.0f} mL is outside the plausible adult range {lo:.0f}-{hi:.0f} mL: "
-            "the mask probably includes skull/scalp or misses brain. Inspect the mask before using the result."
-        )
+            "the mask probably includes skull/scalp or misses brain. Inspect the mask before using the result.",
+        ))
     if len(sides) > MAX_EDGE_SIDES:
-        flags.append(
+        flags.append(qc_flag(
+            "mask-edge",
             f"the mask touches the edge of the field of view on {len(sides)} sides ({', '.join(sides)}): "
-            "the brain may be cut off, or the mask leaks outside the head. Inspect the mask."
-        )
+            "the brain may be cut off, or the mask leaks outside the head. Inspect the mask.",
+        ))
     return SkullStripQC(
         brain_volume_ml=round(volume_ml, 2),
         voxel_count=count,

@@ -37,6 +37,7 @@ def parse_args(argv):
     parser.add_argument("--calibration", help="site calibration JSON")
     parser.add_argument("--skull-strip", default="hd-bet", choices=("hd-bet", "deepbet", "none"))
     parser.add_argument("--saliency", help="folder for saliency maps (NIfTI on each scan's grid)")
+    parser.add_argument("--keep-failed-qc", action="store_true", help="ages for scans with a hard QC failure too (marked in age_flag)")
     parser.add_argument("--engine", default="auto", choices=("auto", "slicer", "core"), help="auto: the Slicer Logic when run inside Slicer")
     return parser.parse_args(argv)
 
@@ -83,6 +84,7 @@ def run_slicer(args, cases, ages, logic=None) -> list:
             outputs = logic.process(
                 node, args.model, chronologicalAge=age_for(case, ages, None), calibrationPath=args.calibration,
                 skullStrip=args.skull_strip, saliencyMethod="guided-backprop" if args.saliency else None,
+                keepFailedQC=args.keep_failed_qc,
             )
             row = outputs.result.to_row()
             row["source"] = case.path
@@ -111,7 +113,7 @@ def run_core(args, cases, ages) -> list:
     from BrainAgeLib.predict import Predictor
 
     calibration = load_calibration(args.calibration) if args.calibration else None
-    predictor = Predictor(args.model, calibration=calibration, skull_strip=args.skull_strip)
+    predictor = Predictor(args.model, calibration=calibration, skull_strip=args.skull_strip, keep_failed_qc=args.keep_failed_qc)
     results = predictor.predict_many([c.path for c in cases], [age_for(c, ages, None) for c in cases])
     return [r.to_row() for r in results]
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..inputs import case_key
 from ..io import Volume, atomic_path
+from ..qc_policy import qc_status
 from .reference import Reference, cv_error, reference_from_card
 from .snapshots import draw_views
 
@@ -48,7 +49,8 @@ def age_lines(result: PredictionResult, error: dict | None) -> list[str]:
     n = len(result.fold_ages)
     spread = (f"± {result.predicted_age_sd:.1f} y (SD over {n} fold models)" if n > 1
               else "(one model: no fold spread)")
-    lines = [f"Chronological age:  {_y(result.chronological_age) if result.chronological_age is not None else 'not given'}",
+    lines = [f"NOT A VALID RESULT: {result.age_flag}"] if result.age_flag else []
+    lines += [f"Chronological age:  {_y(result.chronological_age) if result.chronological_age is not None else 'not given'}",
              f"Predicted brain age (raw):  {_y(result.predicted_age)}  {spread}"]
     if result.corrected_age is not None:
         lines.append(f"Bias-corrected brain age:  {_y(result.corrected_age)}  (calibration: {result.calibration})")
@@ -108,8 +110,7 @@ def reference_panel(ax, reference: Reference | None, result: PredictionResult) -
 
 
 def qc_lines(result: PredictionResult, model_text: str) -> list[str]:
-    status = "passed" if result.passed_qc and not result.qc_flags else ("passed with warnings" if result.passed_qc else "FAILED")
-    lines = [f"Quality control: {status}   (background {result.background_fraction:.1%} of the model input)"]
+    lines = [f"Quality control: {qc_status(result.passed_qc, result.qc_flags)}   (background {result.background_fraction:.1%} of the model input)"]
     lines += [f" - {flag}" for flag in result.qc_flags]
     lines += [f"Skull strip: {result.skull_strip or '-'}", f"Model: {model_text}",
               f"Software: SlicerBrainAge {__version__}; report made {_dt.date.today().isoformat()}"]
