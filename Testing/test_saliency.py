@@ -65,3 +65,60 @@ def test_fraction_inside():
     sal = np.array([1.0, 3.0, 0.0, 4.0])
     mask = np.array([1, 0, 1, 1])
     assert fraction_inside(sal, mask) == pytest.approx(5 / 8)
+
+
+def test_every_method_lands_on_the_inputs_exact_grid(predictor, mni_brain_path):
+    from BrainAgeLib.saliency import METHODS
+
+    volume = load_volume(mni_brain_path)
+    case = predictor.prepare_volume(volume)
+    for method in METHODS:
+        kwargs = {"steps": 2} if method == "integrated-gradients" else ({"samples": 2} if method == "smoothgrad" else {})
+        sal = predictor.saliency(case, method, **kwargs)
+        assert sal.on_input.shape == volume.shape, method
+        np.testing.assert_array_equal(sal.on_input.affine, volume.affine)
+        assert np.isfinite(sal.on_input.data).all() and sal.model_grid.max() > 0, method
+
+
+def test_smoothgrad_is_reproducible_and_leaves_the_global_rng_alone(predictor, colin_brain_path):
+    case = predictor.prepare_volume(load_volume(colin_brain_path))
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = predictor.saliency(case, "smoothgrad", samples=2).model_grid
+    after = torch.rand(1)
+    b = predictor.saliency(case, "smoothgrad", samples=2).model_grid
+    np.testing.assert_array_equal(a, b)
+    assert after == before  # the noise drew from its own seed
+
+
+def test_regions_split_the_brain_and_an_empty_region_moves_nothing(predictor, colin_brain_path):
+    from BrainAgeLib.saliency.occlusion import occlusion_effects
+    from BrainAgeLib.saliency.regions import REGIONS, brain_regions
+
+    x = predictor.prepare_volume(load_volume(colin_brain_path)).prepared.data
+    regions = brain_regions(x)
+    assert list(regions) == list(REGIONS)
+    brain = x != 0
+    tissues = regions["csf"].astype(int) + regions["ventricles"] + regions["grey_matter"] + regions["white_matter"]
+    assert (tissues[brain] == 1).all() and not tissues[~brain].any()  # a partition of the brain
+    assert (regions["left"] ^ regions["right"])[brain].all()
+    ventricle_ml = regions["ventricles"].sum() * 8 / 1000
+    assert 5 < ventricle_ml < 80  # Colin27: an adult's lateral ventricles, not the sulci
+    mean_t1 = {k: float(x[regions[k]].mean()) for k in ("csf", "grey_matter", "white_matter")}
+    assert mean_t1["csf"] < mean_t1["grey_matter"] < mean_t1["white_matter"]  # T1 contrast
+    effects = occlusion_effects(predictor.forward, x, {"nothing": np.zeros_like(brain), "ventricles": regions["ventricles"]})
+    assert abs(effects["nothing"]) < 0.01 and abs(effects["ventricles"]) > 0
+
+
+def test_display_smoothing_and_top_percent(colin_brain):
+    from BrainAgeLib.saliency import smooth_for_display, top_percent
+
+    speckle = np.zeros(colin_brain.shape, np.float32)
+    speckle[90, 108, 90] = 1.0
+    smooth = smooth_for_display(colin_brain.with_data(speckle))
+    assert smooth.shape == colin_brain.shape and np.array_equal(smooth.affine, colin_brain.affine)
+    assert smooth.data.sum() == pytest.approx(1.0, rel=1e-3) and smooth.data.max() < 0.1  # spread, not lost
+    values = np.arange(100, dtype=np.float32).reshape(10, 10, 1)
+    top = top_percent(values, 10.0)
+    assert top.sum() == 10 and top[values >= 90].all()

@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--skull-strip", choices=SKULL_STRIP_CHOICES, default="hd-bet", help="brain extraction (default hd-bet, the paper's)")
     p.add_argument("--saliency", metavar="DIR", help="write a saliency map per scan into DIR (on the scan's own grid)")
     p.add_argument("--saliency-method", choices=SALIENCY_METHODS, default="guided-backprop")
+    p.add_argument("--regions", action="store_true",
+                   help="occlusion: the years each brain region (CSF, ventricles, grey and white matter, left and "
+                        "right halves) moves the age, one column region_<name>_y each")
     p.add_argument("--report", metavar="DIR", help="write a one-page case report per scan into DIR (PDF + PNG, with saliency)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
@@ -79,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
 
     report_dir = Path(args.report) if args.report else None
 
+    def per_case(case, result) -> None:
+        if args.regions:
+            effects = predictor.region_effects(case)
+            extra.setdefault(result.source, {}).update({f"region_{name}_y": round(value, 3) for name, value in effects.items()})
+        if saliency_dir or report_dir:
+            write_saliency(case, result)
+
     def write_saliency(case, result) -> None:
         sal = None
         try:
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             if saliency_dir:
                 path = saliency_dir / f"{case_key(case.volume.source)}_saliency.nii.gz"
                 save_nifti(sal.on_input, path, description=f"brainage saliency {sal.method}; mask {case.skull_strip}")
-                extra[result.source] = {"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)}
+                extra.setdefault(result.source, {}).update({"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)})
         except (BrainAgeError, OSError, RuntimeError, ValueError) as exc:
             result.qc_flags.append(f"saliency: failed: {exc}")
         if report_dir:
@@ -104,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             [age_for(c, ages, args.age) for c in cases],
             batch_size=args.batch_size,
             progress=bar.update,
-            on_result=write_saliency if saliency_dir or report_dir else None,
+            on_result=per_case if saliency_dir or report_dir or args.regions else None,
         )
     rows = [{**r.to_row(), **extra.get(r.source, {})} for r in results]
     write_rows(rows, out)

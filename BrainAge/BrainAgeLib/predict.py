@@ -354,6 +354,12 @@ class Predictor:
         return [r for r in results if r is not None]
 
     # -- saliency ----------------------------------------------------------------------------------
+    def region_effects(self, case: PreparedCase) -> dict[str, float]:
+        """Years each brain region moves the ensemble age (occlusion; :mod:`.saliency.occlusion`)."""
+        from .saliency.occlusion import occlusion_effects
+
+        return occlusion_effects(self.forward, case.prepared.data)
+
     def saliency(self, case: PreparedCase, method: str = "guided-backprop", **kwargs) -> SaliencyResult:
         """Saliency of the ensemble's age on the model grid and on the original scan's grid."""
         x = torch.as_tensor(case.prepared.data[None, None], dtype=torch.float32, device=self.device)
