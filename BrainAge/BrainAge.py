@@ -112,6 +112,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._updatingModelSelector = False
         self._requirementProblems = []
+        self._requirementsChecked = False
         self._promptSkullStrip = None
         VTKObservationMixin.__init__(self)
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -207,6 +208,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         skullStrip = self._parameterNode.skullStrip if self._parameterNode else "hd-bet"
         self._promptSkullStrip = skullStrip
         self._requirementProblems = self.logic.requirementsProblems(skullStrip)
+        self._requirementsChecked = True
         missing = bool(self._requirementProblems)
         self.ui.requirementsFrame.setVisible(missing)
         self.ui.requirementsLabel.setText(
@@ -219,6 +221,8 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def ensureRequirements(self) -> bool:
         """Ask, install and (if needed) offer a restart. Dialogs live here, never in the logic."""
         skullStrip = self._parameterNode.skullStrip if self._parameterNode else "hd-bet"
+        if skullStrip == self._promptSkullStrip and not self._requirementProblems and self._requirementsChecked:
+            return True  # checked when the panel opened or the backend changed; installs re-check
         problems = self.logic.requirementsProblems(skullStrip)
         if not problems:
             return True
@@ -734,7 +738,9 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
             saliencyNode.GetDisplayNode().SetAndObserveColorNodeID("vtkMRMLColorTableNodeFileColdToHotRainbow.txt")
             if saliencyTopPercent > 0:
                 saliencyLabel = self._topPercentLabel(case.saliency, saliencyTopPercent, inputVolume)
-        table = self._resultTable(summary_rows(case.result), inputVolume.GetName())
+        rows = summary_rows(case.result) + [(f"Occluding {name.replace('_', ' ')}", f"{value:+.1f} y")
+                                            for name, value in sorted((case.regions or {}).items(), key=lambda kv: -abs(kv[1]))]
+        table = self._resultTable(rows, inputVolume.GetName())
         return BrainAgeOutputs(case.result, table, segmentation, saliencyNode, saliencyLabel, summary_text(case.result))
 
     def _addVolume(self, volume, referenceNode, name, className="vtkMRMLScalarVolumeNode"):

@@ -208,6 +208,9 @@ def test_apply_returns_at_once_and_the_work_runs_in_a_worker(brainage, monkeypat
     """Issue 17: the GUI thread is back within 0.2 s of Apply; a worker process predicts; one run at a time."""
     widget, dialogs, node = _ready_panel(monkeypatch, two_fold_package, colin_brain_path, saliency="guided-backprop")
     assert widget.ui.applyButton.enabled
+    import qt
+
+    assert qt.Qt.WaitCursor  # the stand-in builds PySide6's enums on first use; Slicer's PythonQt has them loaded
     started = time.perf_counter()
     widget.onApplyButton()
     returned = time.perf_counter() - started
@@ -231,6 +234,12 @@ def test_apply_returns_at_once_and_the_work_runs_in_a_worker(brainage, monkeypat
         widget.logic.saveReport(str(tmp_path / "report"))  # never overwrites a report silently
     # the worker's outputs equal an in-process run of the same Logic on the same node
     volume, case, _card = widget.logic.lastCase
+    from BrainAgeLib.saliency.regions import REGIONS
+
+    assert set(case.regions) == set(REGIONS)  # issue 15: the occlusion rows of the panel's table
+    table = widget.ui.resultTableView.mrmlTableNode().GetTable()
+    measures = [table.GetValue(i, 0).ToString() for i in range(table.GetNumberOfRows())]
+    assert "Occluding ventricles" in measures
     direct = widget.logic.process(node, str(two_fold_package), skullStrip="none", saliencyMethod="guided-backprop")
     assert direct.result.fold_ages == pytest.approx(case.result.fold_ages, abs=1e-4)
     saliency_nodes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")

@@ -37,6 +37,7 @@ class CaseOutputs:
     brain_mask: Volume
     saliency: Volume | None = None
     saliency_method: str = ""
+    regions: dict | None = None  # years each brain region moves the age (occlusion)
 
 
 def run_case(predictor, volume: Volume, age: float | None = None, saliency_method: str | None = None,
@@ -47,13 +48,14 @@ def run_case(predictor, volume: Volume, age: float | None = None, saliency_metho
     case = predictor.prepare_volume(volume)
     say(*STAGES["predict"])
     result = predictor.predict_case(case, age)
-    saliency = None
-    if saliency_method and not result.error:  # a scan refused by QC gets no age and no map
+    saliency = regions = None
+    if saliency_method and not result.error:  # a scan refused by QC gets no age, no map and no regions
         say(*STAGES["saliency"])
         sal = predictor.saliency(case, saliency_method)
         saliency = sal.on_input
         result.qc_flags.append(f"saliency: ({sal.method}) inside brain: {sal.inside_brain:.0%}")
-    return CaseOutputs(result, case.brain_mask, saliency, saliency_method or "")
+        regions = predictor.region_effects(case)
+    return CaseOutputs(result, case.brain_mask, saliency, saliency_method or "", regions)
 
 
 def save_input(folder: str | os.PathLike, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> None:
@@ -74,7 +76,7 @@ def save_outputs(folder: str | os.PathLike, outputs: CaseOutputs) -> None:
     np.save(folder / "brain_mask_kji.npy", kji_from_volume(outputs.brain_mask).astype(np.uint8))
     if outputs.saliency is not None:
         np.save(folder / "saliency_kji.npy", kji_from_volume(outputs.saliency).astype(np.float32))
-    record = {"result": asdict(outputs.result), "saliency_method": outputs.saliency_method}
+    record = {"result": asdict(outputs.result), "saliency_method": outputs.saliency_method, "regions": outputs.regions}
     tmp = folder / "result.json.tmp"
     tmp.write_text(json.dumps(record, default=_json_default))
     os.replace(tmp, folder / "result.json")
@@ -90,7 +92,8 @@ def load_outputs(folder: str | os.PathLike, ijk_to_ras: np.ndarray, source: str 
     mask = volume_from_kji(np.load(folder / "brain_mask_kji.npy"), ijk_to_ras, source)
     saliency_file = folder / "saliency_kji.npy"
     saliency = volume_from_kji(np.load(saliency_file), ijk_to_ras, source) if saliency_file.is_file() else None
-    return CaseOutputs(result, mask.with_data(mask.data.astype(np.uint8)), saliency, record.get("saliency_method", ""))
+    return CaseOutputs(result, mask.with_data(mask.data.astype(np.uint8)), saliency, record.get("saliency_method", ""),
+                       record.get("regions"))
 
 
 def _json_default(value):

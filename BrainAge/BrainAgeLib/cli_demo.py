@@ -18,6 +18,7 @@ from .bundled_models import default_model_path
 from .io import Volume, load_volume, save_nifti
 from .predict import Predictor, prepare_case
 from .report import qc_figure
+from .saliency.occlusion import effects_text
 from .sample_data import sample_path
 from .skullstrip import available_backends
 from .slicing import synthetic_clinical_scans
@@ -89,13 +90,17 @@ def run(args: argparse.Namespace) -> int:
         result = predictor.predict_case(case, args.age)
         sal = predictor.saliency(case)
         saliency = sal.model_grid
+        effects = predictor.region_effects(case)
         save_nifti(sal.on_input, out / "saliency.nii.gz")
-        write_rows([{**result.to_row(), "saliency_inside_brain": sal.inside_brain}], out / "results.csv")
+        write_rows([{**result.to_row(), "saliency_inside_brain": sal.inside_brain,
+                     **{f"region_{name}_y": round(value, 3) for name, value in effects.items()}}], out / "results.csv")
         lines.append(f"predicted age {result.predicted_age:.1f} y (SD across folds {result.predicted_age_sd:.1f}), model {result.model}")
         if predictor.package.card.synthetic_demo:
             lines.append("model trained on SYNTHETIC data: a demonstration, not for clinical use")
         print(f"prediction   {lines[0]}")
+        lines.append(f"saliency ({sal.method}): {sal.inside_brain:.0%} inside the brain; occlusion: {effects_text(effects)}")
         print(f"saliency     {sal.inside_brain:.1%} inside the brain mask -> {out / 'saliency.nii.gz'}")
+        print(f"regions      {effects_text(effects)} (years each region moves the age)")
     else:
         case = prepare_case(volume, PreprocessSpec(), backend)
     prepared = case.prepared
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     save_nifti(Volume(prepared.data, prepared.affine), out / "model_input.nii.gz")
     qc = "passed" if prepared.passed_qc else "FAILED: " + "; ".join(prepared.qc_messages)
     lines.insert(0, f"skull strip {case.skull_strip}; background {prepared.background_fraction:.1%} of model input; QC {qc}")
-    picture = qc_figure(volume, case.brain_mask, prepared.data, out / "qc.png", title=input_path.name, saliency=saliency, lines=lines)
+    picture = qc_figure(volume, case.brain_mask, prepared.data, out / "qc.png", title=input_path.name, saliency=saliency,
+                        saliency_affine=prepared.affine, lines=lines)
     print(f"model input  {prepared.data.shape} at 2 mm, background {prepared.background_fraction:.1%}, QC {qc}")
     for warning in case.warnings:
         print(f"warning      {warning}")

@@ -38,9 +38,12 @@ def qc_figure(
     *,
     title: str = "",
     saliency: np.ndarray | None = None,
+    saliency_affine: np.ndarray | None = None,
+    top_percent_shown: float = 10.0,
     lines: list[str] | None = None,
 ) -> Path:
-    """Input with brain-mask outline, the model-ready volume, and optionally saliency on it."""
+    """Input with brain-mask outline, the model-ready volume, and optionally saliency on it: smoothed at
+    the display scale and thresholded to its top ``top_percent_shown`` % inside the brain, with a colour bar."""
     vol, msk = to_canonical(volume), to_canonical(mask)
     rows = 3 if saliency is not None else 2
     fig, axes = plt.subplots(rows, 3, figsize=(11, 3.6 * rows), constrained_layout=True)
@@ -57,14 +60,22 @@ def qc_figure(
         ax.imshow(img, cmap="gray", origin="lower", vmin=vmin, vmax=vmax)
         ax.set_title(f"model input {name} (2 mm, {'x'.join(map(str, model_input.shape))})", fontsize=9)
     if saliency is not None:
-        for ax, img, sal, name in zip(axes[2], _views(model_input, mcenter), _views(saliency, mcenter), ("axial", "coronal", "sagittal")):
+        from .saliency import smooth_for_display, top_percent
+
+        affine = saliency_affine if saliency_affine is not None else np.diag([2.0, 2.0, 2.0, 1.0])
+        shown = smooth_for_display(Volume(saliency, affine)).data
+        shown = np.where(top_percent(shown, top_percent_shown, model_input != 0), shown / max(float(shown.max()), 1e-12), 0.0)
+        for ax, img, sal, name in zip(axes[2], _views(model_input, mcenter), _views(shown, mcenter), ("axial", "coronal", "sagittal")):
             ax.imshow(img, cmap="gray", origin="lower", vmin=vmin, vmax=vmax)
-            ax.imshow(np.ma.masked_less(sal, 0.05), cmap="hot", origin="lower", vmin=0, vmax=1, alpha=0.6)
-            ax.set_title(f"saliency {name}", fontsize=9)
+            overlay = ax.imshow(np.ma.masked_less_equal(sal, 0), cmap="hot", origin="lower", vmin=0, vmax=1, alpha=0.7)
+            ax.set_title(f"saliency {name} (top {top_percent_shown:g} %, smoothed)", fontsize=9)
+        fig.colorbar(overlay, ax=axes[2].tolist(), fraction=0.02, label="saliency (share of maximum)")
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("\n".join([title] + (lines or [])), fontsize=10)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.fill(line, 130) for line in [title] + (lines or [])), fontsize=10)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")

@@ -1,0 +1,50 @@
+"""Saliency checked against ground truth: synthetic subjects whose ageing maps say which voxels aged.
+
+For each scan and method: the area under the ROC curve of voxel saliency against the ageing map
+(voxels whose tissue changed vs unchanged, inside the brain), the share of saliency inside the
+brain, the seconds it took, and the years each region moves the age (occlusion). Used by
+``benchmarks/saliency_truth.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from BrainAgeLib.io import Volume
+from BrainAgeLib.saliency import fraction_inside, smooth_for_display
+
+
+def voxel_auc(score: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
+    """ROC AUC of ``score`` for ``truth > 0`` over the voxels ``inside`` (Mann-Whitney U / (n1 n0), ties 1/2)."""
+    region = inside > 0
+    positive, negative = score[region & (truth > 0)], score[region & ~(truth > 0)]
+    if positive.size == 0 or negative.size == 0:
+        return float("nan")
+    u = mannwhitneyu(positive, negative, alternative="two-sided", method="asymptotic").statistic
+    return float(u / (positive.size * negative.size))
+
+
+@dataclass
+class MethodScore:
+    method: str
+    auc_raw: float  # the map as computed, on the scan's grid
+    auc_display: float  # smoothed as it is shown (saliency.smooth_for_display)
+    inside_brain: float
+    seconds: float
+
+
+def score_methods(predictor, case, truth: Volume, brain: np.ndarray, methods, **method_kwargs) -> list[MethodScore]:
+    """Each method's map for one prepared case against its ageing map (all on the scan's grid)."""
+    scores = []
+    for method in methods:
+        t0 = time.perf_counter()
+        sal = predictor.saliency(case, method, **method_kwargs.get(method, {}))
+        seconds = time.perf_counter() - t0
+        shown = smooth_for_display(sal.on_input).data
+        scores.append(MethodScore(method, voxel_auc(sal.on_input.data, truth.data, brain),
+                                  voxel_auc(shown, truth.data, brain), fraction_inside(sal.on_input.data, brain), seconds))
+    return scores
