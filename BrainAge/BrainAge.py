@@ -30,7 +30,8 @@ from slicer import vtkMRMLScalarVolumeNode
 from BrainAgeLib.requirements import SUPPORTED_SLICER  # imports no third-party package: safe before any install
 
 SKULL_STRIP_BACKENDS = ["hd-bet", "deepbet", "none"]
-SALIENCY_METHODS = ["guided-backprop", "integrated-gradients", "none"]
+SALIENCY_METHODS = ["guided-backprop", "integrated-gradients", "smoothgrad", "none"]  # BrainAgeLib.saliency.METHODS
+DEFAULT_SALIENCY = "guided-backprop"  # BrainAgeLib.saliency.DEFAULT_METHOD (not imported: it needs torch)
 DEVICES = ["auto", "cpu", "cuda"]
 CONTRIBUTORS = ["SlicerBrainAge maintainers (SlicerBrainAge project)"]
 
@@ -88,7 +89,7 @@ class BrainAgeParameterNode:
     modelPath: pathlib.Path
     calibrationPath: pathlib.Path
     skullStrip: Annotated[str, Choice(SKULL_STRIP_BACKENDS)] = "hd-bet"
-    saliencyMethod: Annotated[str, Choice(SALIENCY_METHODS)] = "guided-backprop"
+    saliencyMethod: Annotated[str, Choice(SALIENCY_METHODS)] = DEFAULT_SALIENCY
     device: Annotated[str, Choice(DEVICES)] = "auto"
     saliencyOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.4
     saliencyTopPercent: Annotated[float, WithinRange(0.0, 100.0)] = 0.0  # > 0: also a label map of the top k %
@@ -597,7 +598,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         chronologicalAge: Optional[float] = None,
         calibrationPath: Optional[str] = None,
         skullStrip: str = "hd-bet",
-        saliencyMethod: Optional[str] = "guided-backprop",
+        saliencyMethod: Optional[str] = DEFAULT_SALIENCY,
         device: Optional[str] = None,
         saliencyTopPercent: float = 0.0,
         allowNonAxial: bool = False,
@@ -613,7 +614,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         :param chronologicalAge: years, or None when unknown (then no gap is computed)
         :param calibrationPath: site calibration JSON; default: the model card's, if any
         :param skullStrip: "hd-bet", "deepbet" or "none"
-        :param saliencyMethod: "guided-backprop", "integrated-gradients" or None
+        :param saliencyMethod: "guided-backprop", "integrated-gradients", "smoothgrad" or None
         :param device: "cpu", "cuda" or None (CUDA when available)
         :param saliencyTopPercent: > 0 also makes a label map of the top k % saliency
         :param allowNonAxial: accept a scan whose thick slices are not axial (the method expects axial)
@@ -646,7 +647,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         chronologicalAge: Optional[float] = None,
         calibrationPath: Optional[str] = None,
         skullStrip: str = "hd-bet",
-        saliencyMethod: Optional[str] = "guided-backprop",
+        saliencyMethod: Optional[str] = DEFAULT_SALIENCY,
         device: Optional[str] = None,
         saliencyTopPercent: float = 0.0,
         allowNonAxial: bool = False,

@@ -220,3 +220,13 @@ def test_batch_script_with_plain_python(batch_inputs, two_fold_package, tmp_path
     table = pd.read_csv(out)
     assert len(table) == 3 and table["error"].notna().sum() == 1
     assert "core engine" in proc.stdout
+
+
+def test_the_panels_choices_are_the_librarys(logic_module):
+    """BrainAge.py cannot import torch-backed modules when the panel opens, so it lists the choices itself."""
+    from BrainAgeLib.saliency import DEFAULT_METHOD, METHODS
+    from BrainAgeLib.skullstrip import BACKENDS
+
+    assert logic_module.SALIENCY_METHODS == [*METHODS, "none"]
+    assert logic_module.DEFAULT_SALIENCY == DEFAULT_METHOD
+    assert set(logic_module.SKULL_STRIP_BACKENDS) == set(BACKENDS)

@@ -72,6 +72,19 @@ def test_ensure_cohort_reuses_the_same_spec_and_refuses_another(ageing_cohort):
         ensure_cohort(replace(AGEING_SPEC, seed=12), out, jobs=1, progress=False)
 
 
+def test_cohort_masks_are_recorded_as_reference_brains_that_hd_bet_matches(ageing_cohort):
+    """A model trained on a cohort's own masks records them as 'reference', which HD-BET predictions match."""
+    from BrainAgeLib.skullstrip import skull_strip_mismatch
+    from BrainAgeTrainingLib.cache import skull_strip_label
+    from BrainAgeTrainingLib.datasets import discover_bids
+
+    out, table = ageing_cohort
+    records = discover_bids(out).records
+    assert len(records) == len(table) and all(r.mask.endswith("_brainmask.nii.gz") for r in records)
+    assert {skull_strip_label(r, "auto") for r in records} == {"reference"}
+    assert not skull_strip_mismatch("reference", "hd-bet") and skull_strip_mismatch("reference", "none")
+
+
 def test_same_seed_gives_identical_files_serial_or_parallel(tmp_path):
     spec = CohortSpec(subjects=2, seed=5, cohorts=("CU", "AD"), styles=("clinical2d",), heads=("colin27",))
     write_cohort(spec, tmp_path / "a", jobs=2, progress=False)

@@ -15,8 +15,9 @@ from .inputs import age_for, case_key, expand_inputs, read_ages
 from .io import save_nifti
 from .predict import PRECISIONS, Predictor
 from .reports import write_case_report
+from .saliency import DEFAULT_METHOD as DEFAULT_SALIENCY
 from .saliency import METHODS as SALIENCY_METHODS
-from .tables import write_rows
+from .tables import ResultsTable, check_writable, save_as_you_go
 
 SKULL_STRIP_CHOICES = ("hd-bet", "deepbet", "none")
 
@@ -32,7 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("--calibration", help="site calibration JSON (default: the one in the model card, if any)")
     p.add_argument("--skull-strip", choices=SKULL_STRIP_CHOICES, default="hd-bet", help="brain extraction (default hd-bet, the paper's)")
     p.add_argument("--saliency", metavar="DIR", help="write a saliency map per scan into DIR (on the scan's own grid)")
-    p.add_argument("--saliency-method", choices=SALIENCY_METHODS, default="guided-backprop")
+    p.add_argument("--saliency-method", choices=SALIENCY_METHODS, default=DEFAULT_SALIENCY,
+                   help=f"default {DEFAULT_SALIENCY} (see docs/saliency.md); guided-backprop is the paper's")
     p.add_argument("--regions", action="store_true",
                    help="occlusion: the years each brain region (CSF, ventricles, grey and white matter, left and "
                         "right halves) moves the age, one column region_<name>_y each")
@@ -44,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--keep-failed-qc", action="store_true",
                    help="give ages to scans with a hard QC failure too (their age_flag column marks them); "
                         "default: such a row gets the error 'failed QC: ...' and no ages")
-    p.add_argument("--out", required=True, help="results CSV (written atomically)")
+    p.add_argument("--out", required=True, help="results CSV (written atomically, and saved as cases finish)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
 
@@ -55,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {out} exists; pass --overwrite or choose another --out", file=sys.stderr)
         return 2
     try:
+        check_writable(out)  # before any work: a run whose results cannot be saved is refused
         cases = expand_inputs(args.inputs)
         ages = read_ages(args.ages) if args.ages else {}
         calibration = load_calibration(args.calibration) if args.calibration else None
@@ -108,16 +111,27 @@ def run(args: argparse.Namespace) -> int:
             except (OSError, ValueError) as exc:
                 result.qc_flags.append(f"report: failed: {exc}")
 
-    with tqdm(total=len(cases), desc="brain age", unit="scan") as bar:
-        results = predictor.predict_many(
-            [c.path for c in cases],
-            [age_for(c, ages, args.age) for c in cases],
-            batch_size=args.batch_size,
-            progress=bar.update,
-            on_result=per_case if saliency_dir or report_dir or args.regions else None,
-        )
-    rows = [{**r.to_row(), **extra.get(r.source, {})} for r in results]
-    write_rows(rows, out)
+    table = ResultsTable(out, [c.path for c in cases])
+    results = []
+
+    def work() -> None:
+        with tqdm(total=len(cases), desc="brain age", unit="scan") as bar:
+            def progress(n: int) -> None:
+                bar.update(n)
+                table.save()  # the rows done so far, in case the run is stopped
+
+            results.extend(predictor.predict_many(
+                [c.path for c in cases],
+                [age_for(c, ages, args.age) for c in cases],
+                batch_size=args.batch_size,
+                progress=progress,
+                on_result=per_case if saliency_dir or report_dir or args.regions else None,
+                on_finished=lambda index, r: table.add(index, {**r.to_row(), **extra.get(r.source, {})}),
+            ))
+
+    stopped = save_as_you_go(table, work)
+    if stopped is not None:
+        return stopped
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"FAILED {r.source}: {r.error}", file=sys.stderr)

@@ -23,12 +23,12 @@ import torch
 from .calibration import Calibration
 from .cpu_precision import TOLERANCE_Y, decision_key, native_bf16, record_precision, recorded_precision
 from .cpu_runtime import flush_denormals
-from .errors import BrainAgeError
 from .io import Volume, load_volume, validate_volume
 from .package import ModelPackage, load_package
 from .preprocess import PreparedScan, prepare
 from .qc_policy import KEPT_MARK, failed_qc_error, hard_failures
 from .spec import PreprocessSpec
+from .saliency import DEFAULT_METHOD as SALIENCY_DEFAULT
 from .saliency import compute_saliency, fraction_inside, to_reference_grid
 from .skullstrip import skull_strip, skull_strip_mismatch
 
@@ -282,18 +282,29 @@ class Predictor:
         progress: Callable[[int], None] | None = None,
         on_result: Callable[[PreparedCase, PredictionResult], None] | None = None,
         prefetch: int | None = None,
+        on_finished: Callable[[int, PredictionResult], None] | None = None,
     ) -> list[PredictionResult]:
         """Predict many scans, batching the network; a failing case is recorded and the rest go on.
 
         Results come in the order of ``sources``. The next cases are read, skull stripped and
         preprocessed (``prefetch`` of them, default ``batch_size``) while the network runs.
         ``progress`` is called with the number of cases finished since the last call;
-        ``on_result`` with each successful case and its result (e.g. to write saliency).
+        ``on_result`` with each successful case and its result (e.g. to write saliency);
+        ``on_finished`` with the index in ``sources`` and the final result of every case, failed
+        ones too, as soon as it is known (before ``progress``), so a caller can save it at once.
+        Any exception while reading or preparing a case (a skull-strip backend failing, ...) is
+        that case's error; an interruption (KeyboardInterrupt) leaves at once, without waiting
+        for the case being prepared.
         """
         sources = list(sources)
         ages = list(ages) if ages is not None else [None] * len(sources)
         results: list[PredictionResult | None] = [None] * len(sources)
         pending: list[tuple[int, PreparedCase, dict]] = []
+
+        def finish(index: int, result: PredictionResult) -> None:
+            results[index] = result
+            if on_finished:
+                on_finished(index, result)
 
         def flush() -> None:
             if not pending:
@@ -303,13 +314,14 @@ class Predictor:
                 batch_ages = self.forward([case.prepared.data for _, case, _ in pending])
             except RuntimeError as exc:  # e.g. out of memory: record, keep going
                 for index, case, _ in pending:
-                    results[index] = PredictionResult(source=case.volume.source, error=f"model failed: {exc}")
+                    finish(index, PredictionResult(source=case.volume.source, error=f"model failed: {exc}"))
             else:
                 share = (time.perf_counter() - t0) / len(pending)
                 for row, (index, case, timings) in enumerate(pending):
-                    results[index] = self._result(case, batch_ages[row], ages[index], {**timings, "forward": share})
+                    result = self._result(case, batch_ages[row], ages[index], {**timings, "forward": share})
                     if on_result:
-                        on_result(case, results[index])
+                        on_result(case, result)
+                    finish(index, result)
             if progress:
                 progress(len(pending))
             pending.clear()
@@ -334,14 +346,14 @@ class Predictor:
                 submit_next()
                 try:
                     case, timings = future.result()
-                except (BrainAgeError, OSError, ValueError, RuntimeError) as exc:
+                except Exception as exc:  # noqa: BLE001 - one case's failure, whatever it is, is its row's error
                     name = source.source if isinstance(source, Volume) else str(source)
-                    results[index] = PredictionResult(source=name, error=f"{type(exc).__name__}: {exc}")
+                    finish(index, PredictionResult(source=name, error=f"{type(exc).__name__}: {exc}"))
                     if progress:
                         progress(1)
                     continue
                 if self.refuses(case):
-                    results[index] = self._result(case, np.zeros(0), ages[index], timings)
+                    finish(index, self._result(case, np.zeros(0), ages[index], timings))
                     if progress:
                         progress(1)
                     continue
@@ -349,8 +361,10 @@ class Predictor:
                 if len(pending) >= batch_size:
                     flush()
             flush()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # e.g. SIGINT/SIGTERM: hand back at once so the caller saves what is done
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         return [r for r in results if r is not None]
 
     # -- saliency ----------------------------------------------------------------------------------
@@ -360,7 +374,7 @@ class Predictor:
 
         return occlusion_effects(self.forward, case.prepared.data)
 
-    def saliency(self, case: PreparedCase, method: str = "guided-backprop", **kwargs) -> SaliencyResult:
+    def saliency(self, case: PreparedCase, method: str = SALIENCY_DEFAULT, **kwargs) -> SaliencyResult:
         """Saliency of the ensemble's age on the model grid and on the original scan's grid."""
         x = torch.as_tensor(case.prepared.data[None, None], dtype=torch.float32, device=self.device)
         on_model_grid = compute_saliency(self.models, x, method, **kwargs)  # fp32: autocast is not active here

@@ -9,9 +9,13 @@ With plain Python and the core only (same Predictor underneath)::
 
     python BrainAge/Scripts/batch.py --input DIR_OR_CSV --model PKG --out results.csv
 
-One bad case is recorded in its row (``error``) and the batch goes on. Exit status:
-0 all cases done, 1 some case failed, 2 the batch could not run (bad arguments, missing
-PyTorch extension, failed install, ...), 3 packages were installed and Slicer must restart.
+One bad case is recorded in its row (``error``) and the batch goes on; the results file is
+saved after every case, so a stop loses none of the rows done. Exit status: 0 all cases done,
+1 some case failed, 2 the batch could not run (bad arguments, missing PyTorch extension,
+failed install, an output folder that cannot be written, ...), 3 packages were installed and
+Slicer must restart, 4 the results could not all be saved (disk full, folder turned read-only;
+the rows saved before are kept), 130 / 143 interrupted by SIGINT / SIGTERM (the rows done are
+saved, the other scans have a 'not run' row).
 ``Slicer --python-script`` does not exit by itself (qSlicerCoreApplication only exits after
 ``--python-code`` / ``--testing``), so every path ends in ``sys.exit``; no dialog ever opens.
 """
@@ -21,7 +25,7 @@ import sys
 import traceback
 from pathlib import Path
 
-EXIT_OK, EXIT_CASES_FAILED, EXIT_ERROR, EXIT_RESTART = 0, 1, 2, 3
+EXIT_OK, EXIT_CASES_FAILED, EXIT_ERROR, EXIT_RESTART = 0, 1, 2, 3  # 4, 130, 143: BrainAgeLib.tables.save_as_you_go
 
 MODULE_DIR = Path(__file__).resolve().parents[1]
 if str(MODULE_DIR) not in sys.path:
@@ -65,10 +69,11 @@ def slicer_logic(args):
     return logic
 
 
-def run_slicer(args, cases, ages, logic=None) -> list:
-    """Each case through BrainAgeLogic on the MRML scene; nodes are removed after each case."""
+def run_slicer(args, cases, ages, logic=None, table=None) -> list:
+    """Each case through BrainAgeLogic on the MRML scene; nodes are removed after each case (saved to ``table`` at once)."""
     import slicer
     from BrainAgeLib.inputs import age_for, case_key
+    from BrainAgeLib.saliency import DEFAULT_METHOD
 
     logic = logic or slicer_logic(args)
     rows = []
@@ -83,7 +88,7 @@ def run_slicer(args, cases, ages, logic=None) -> list:
                 raise OSError(f"{case.path}: Slicer could not read this file (missing, truncated or not an image)")
             outputs = logic.process(
                 node, args.model, chronologicalAge=age_for(case, ages, None), calibrationPath=args.calibration,
-                skullStrip=args.skull_strip, saliencyMethod="guided-backprop" if args.saliency else None,
+                skullStrip=args.skull_strip, saliencyMethod=DEFAULT_METHOD if args.saliency else None,
                 keepFailedQC=args.keep_failed_qc,
             )
             row = outputs.result.to_row()
@@ -103,18 +108,25 @@ def run_slicer(args, cases, ages, logic=None) -> list:
                 node = slicer.mrmlScene.GetNthNode(i)
                 if node is not None and node.GetID() not in before and not node.IsA("vtkMRMLScriptedModuleNode"):
                     slicer.mrmlScene.RemoveNode(node)
+        if table is not None:
+            table.add(index - 1, rows[-1])
+            table.save()
     return rows
 
 
-def run_core(args, cases, ages) -> list:
-    """Plain Python: the core Predictor over all cases, batched."""
+def run_core(args, cases, ages, table=None) -> list:
+    """Plain Python: the core Predictor over all cases, batched (each finished batch saved to ``table``)."""
     from BrainAgeLib.calibration import load_calibration
     from BrainAgeLib.inputs import age_for
     from BrainAgeLib.predict import Predictor
 
     calibration = load_calibration(args.calibration) if args.calibration else None
     predictor = Predictor(args.model, calibration=calibration, skull_strip=args.skull_strip, keep_failed_qc=args.keep_failed_qc)
-    results = predictor.predict_many([c.path for c in cases], [age_for(c, ages, None) for c in cases])
+    results = predictor.predict_many(
+        [c.path for c in cases], [age_for(c, ages, None) for c in cases],
+        on_finished=(lambda index, r: table.add(index, r.to_row())) if table is not None else None,
+        progress=(lambda n: table.save()) if table is not None else None,
+    )
     return [r.to_row() for r in results]
 
 
@@ -122,13 +134,26 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     engine = args.engine if args.engine != "auto" else ("slicer" if inside_slicer() else "core")
     logic = slicer_logic(args) if engine == "slicer" else None  # packages first: the readers below need them
+    from BrainAgeLib.errors import OutputError
     from BrainAgeLib.inputs import expand_inputs, read_ages
-    from BrainAgeLib.tables import write_rows
+    from BrainAgeLib.tables import ResultsTable, check_writable, save_as_you_go
 
+    try:
+        check_writable(args.out)  # before any case: results that cannot be saved would be lost work
+    except OutputError as exc:
+        print(f"brainage batch: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
     cases = expand_inputs(args.input)
     ages = read_ages(args.ages) if args.ages else {}
-    rows = run_slicer(args, cases, ages, logic) if engine == "slicer" else run_core(args, cases, ages)
-    write_rows(rows, args.out)
+    table = ResultsTable(args.out, [c.path for c in cases])
+    rows = []
+
+    def work() -> None:
+        rows.extend(run_slicer(args, cases, ages, logic, table) if engine == "slicer" else run_core(args, cases, ages, table))
+
+    stopped = save_as_you_go(table, work)
+    if stopped is not None:
+        return stopped
     failed = sum(1 for r in rows if r.get("error"))
     print(f"{len(rows) - failed} of {len(rows)} cases done ({engine} engine); results in {args.out}", flush=True)
     return EXIT_CASES_FAILED if failed else EXIT_OK

@@ -12,9 +12,11 @@ Accepted ``--data`` entries:
   participant's age per session; a ``*_brainmask.nii.gz`` beside a T1w, or a BIDS
   derivative ``derivatives/<tool>/sub-X/[ses-Y/]anat/<name>_desc-brain_mask.nii.gz``,
   is used as its skull-strip mask when the config says ``skull_strip: auto``; the
-  derivative's ``dataset_description.json`` names the tool that made it);
+  derivative's ``dataset_description.json`` names the tool that made it; masks of a
+  ``brainage synth`` cohort are recorded as ``reference``, the subjects' true brains);
 * a **CSV/TSV manifest** with columns ``path`` and ``age`` (optional ``subject``,
-  ``session``, ``sex``, ``site``, ``cohort``, ``mask``); relative paths are relative
+  ``session``, ``sex``, ``site``, ``cohort``, ``mask``, ``mask_backend`` naming the tool that made the
+  masks, e.g. ``hd-bet``); relative paths are relative
   to the manifest's folder;
 * a **plain folder** of NIfTI files plus an ages table: ``FOLDER=AGES.csv``, or a
   folder that holds ``ages.csv`` / ``ages.tsv``; the table has ``age`` and ``file``
@@ -196,16 +198,27 @@ def _sidecar_mask(t1: Path) -> str:
     return ""
 
 
-def derivative_backend(folder: Path) -> str:
-    """Skull-strip backend name of a BIDS derivative folder: GeneratedBy[0].Name (lower case) or the folder name."""
+#: Generators (dataset_description.json GeneratedBy) whose brain masks are no skull-strip tool's output, and the
+#: label recorded for them: ``brainage synth`` writes each synthetic subject's true brain.
+MASK_GENERATORS = {"brainage-synth": "reference"}
+
+
+def generator_name(folder: Path) -> str:
+    """GeneratedBy[0].Name of a data set's dataset_description.json, lower case with dashes, or ""."""
     import json
 
     try:
         generated = json.loads((folder / "dataset_description.json").read_text()).get("GeneratedBy") or [{}]
-        name = str(generated[0].get("Name") or folder.name)
+        name = str(generated[0].get("Name") or "")
     except (OSError, ValueError, AttributeError, IndexError):
-        name = folder.name
+        name = ""
     return name.strip().lower().replace(" ", "-")
+
+
+def derivative_backend(folder: Path) -> str:
+    """Skull-strip backend name of a BIDS derivative folder: GeneratedBy[0].Name (lower case) or the folder name."""
+    name = generator_name(folder) or folder.name.strip().lower().replace(" ", "-")
+    return MASK_GENERATORS.get(name, name)
 
 
 def derivative_mask(root: Path, t1: Path) -> tuple[str, str]:
@@ -236,6 +249,7 @@ def discover_bids(root: str | os.PathLike, name: str | None = None) -> DatasetRe
     report = DatasetReport()
     t1_files = sorted(p for suffix in NIFTI_SUFFIXES for p in root.glob(f"sub-*/**/anat/*_T1w{suffix}"))  # not derivatives/
     seen_subjects = set()
+    sidecar_label = MASK_GENERATORS.get(generator_name(root), "")  # what made the *_brainmask files, when known
     for t1 in t1_files:
         rel = t1.relative_to(root)
         subject_id = rel.parts[0]
@@ -256,7 +270,7 @@ def discover_bids(root: str | os.PathLike, name: str | None = None) -> DatasetRe
             report.problems.append(Problem(source, str(t1), f"{source}/{subject_id}",
                                            f"{subject_id} is not listed in participants.tsv"))
             continue
-        mask, mask_backend = _sidecar_mask(t1), ""
+        mask, mask_backend = _sidecar_mask(t1), sidecar_label
         if not mask:
             mask, mask_backend = derivative_mask(root, t1)
         _add(report, ScanRecord(
@@ -291,6 +305,7 @@ def read_manifest(path: str | os.PathLike, name: str | None = None) -> DatasetRe
             path=str(scan), age=age if age is not None else math.nan, subject=f"{source}/{subject}", source=source,
             session=row.get("session", ""), run=row.get("run", ""), sex=row.get("sex", ""), site=row.get("site", ""),
             cohort=row.get("cohort", ""), acquisition=row.get("acquisition", ""), mask=mask,
+            mask_backend=row.get("mask_backend", "").strip().lower(),
         ))
     return report
 

@@ -5,7 +5,7 @@
 - :mod:`.regions` and :mod:`.occlusion`: tissue regions inside the brain and the years each one moves the age.
 """
 
-from .gradients import METHODS, compute_saliency
+from .gradients import DEFAULT_METHOD, METHODS, compute_saliency
 from .grids import fraction_inside, smooth_for_display, to_reference_grid, top_percent
 
-__all__ = ["METHODS", "compute_saliency", "fraction_inside", "smooth_for_display", "to_reference_grid", "top_percent"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "compute_saliency", "fraction_inside", "smooth_for_display", "to_reference_grid", "top_percent"]

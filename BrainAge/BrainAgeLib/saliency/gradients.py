@@ -16,6 +16,8 @@ from torch import nn
 from ..cpu_runtime import flush_denormals
 
 METHODS = ("guided-backprop", "integrated-gradients", "smoothgrad")
+#: The method used when none is named (chosen by benchmarks/saliency_truth.py; see docs/saliency.md).
+DEFAULT_METHOD = "guided-backprop"
 #: SmoothGrad: noisy copies of the input, and the noise SD as a share of the input's intensity range.
 SMOOTHGRAD_SAMPLES, SMOOTHGRAD_NOISE = 8, 0.1
 
