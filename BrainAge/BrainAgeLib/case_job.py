@@ -14,7 +14,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -126,8 +125,3 @@ def _kill_tree(process: subprocess.Popen) -> None:
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:
         process.kill()
-
-
-def default_python() -> list[str]:
-    """The Python to run the worker with outside Slicer: this one."""
-    return [sys.executable]
