@@ -1,4 +1,4 @@
-"""Cross-validated accuracy of real-data training runs (issue: a real brain-age model), with baselines.
+"""Cross-validated accuracy of real-data training runs (the bundled real-data model), with baselines.
 
 For every run (``NAME=RUN_DIR``, made by ``brainage train`` on the same data and folds), each fold's
 best network predicts its test subjects as clinical-style thick axial scans (every slicing offset)

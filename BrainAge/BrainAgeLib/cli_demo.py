@@ -27,7 +27,12 @@ from .tables import write_rows
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="run the whole pipeline on a real sample head and write a QC picture")
+    p = subparsers.add_parser(
+        "demo", help="run the whole pipeline on a real sample head and write a QC picture",
+        description="Slice the Colin27 head (or --input) into a 7 mm axial scan, skull strip it, prepare the "
+        "model-ready volume, predict its age with the bundled real-data model (or --model, or the synthetic demo "
+        "model with --synthetic-demo) and draw the saliency map into OUT/qc.png; --no-model stops before the "
+        "prediction. Exit status 0, or 1 when the model input fails its QC.")
     p.add_argument("--input", help="a NIfTI scan (default: Colin27 head, sliced into a 7 mm axial clinical-style scan)")
     p.add_argument("--model", help="model package folder (default: the bundled model)")
     p.add_argument("--age", type=float, help="chronological age of the input, if known")
@@ -35,9 +40,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
     models = p.add_mutually_exclusive_group()
     models.add_argument("--synthetic-demo", action="store_true",
-                        help="use the synthetic demo model (trained once, ~6-18 min on 2 cores, then cached) instead")
+                        help="use the synthetic demo model instead (trained once, about 6 min on 2 idle CPU cores, "
+                             "then cached in $BRAINAGE_CACHE)")
     models.add_argument("--no-model", "--no-train", dest="no_model", action="store_true",
-                        help="no prediction: stop at the model-ready volume")
+                        help="no prediction: stop at the model-ready volume (--no-train is the same)")
     p.set_defaults(func=run)
 
 
@@ -55,7 +61,7 @@ def _default_input(out: Path, backend: str) -> Path:
 
 
 def _demo_model() -> str:
-    """The cached synthetic demo model, trained first (about 10 min on 2 cores) when there is none."""
+    """The cached synthetic demo model, trained first when there is none (demo_model.TRAINING_TIME)."""
     from BrainAgeTrainingLib.demo_model import DEMO_NOTICE, demo_evaluation, ensure_demo_model, format_evaluation
 
     package = ensure_demo_model()

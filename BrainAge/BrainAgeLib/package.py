@@ -91,7 +91,8 @@ def _refuse_pickle(path: Path) -> None:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise UnsafeWeightsError(
             f"{path.name}: pickle-based weight files ({path.suffix}) can run arbitrary code and are refused. "
-            "Convert the checkpoint to a model package with safetensors (brainage export) from a trusted source."
+            "Only if you trust its source: load it in Python and write a model package (safetensors weights and a "
+            "model card) with BrainAgeLib.package.save_package; `brainage train` writes packages directly."
         )
     with open(path, "rb") as handle:
         head = handle.read(8)

@@ -1,4 +1,4 @@
-"""Model-input preparation, METHOD.md steps 4-7, one named function per step.
+"""Model-input preparation, steps 4-7 of the method (Kim et al. 2025: resample, normalise, crop/pad, QC), one named function per step.
 
 resample_to_spacing -> normalize_intensity -> crop_or_pad -> background_fraction / quality gate.
 The input is a skull-stripped scan (background = 0). Geometry is carried as a

@@ -1,4 +1,4 @@
-"""Skull stripping (METHOD.md step 2): one interface, backends chosen by name.
+"""Skull stripping (step 2 of the method): one interface, backends chosen by name.
 
 Every backend runs on the closest-RAS+ re-orientation of the input (flips and
 axis swaps only); the mask is mapped back with the inverse re-orientation, so

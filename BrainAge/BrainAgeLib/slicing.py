@@ -1,4 +1,4 @@
-"""Synthetic clinical slicing (METHOD.md step 3, training only).
+"""Synthetic clinical slicing (step 3 of the method, training only).
 
 A 3D research scan is cut into thick axial "clinical" scans: keep every k-th
 axial slice, with k the smallest integer such that k x axial spacing >= the

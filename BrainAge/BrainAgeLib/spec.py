@@ -1,7 +1,7 @@
 """PreprocessSpec: every preprocessing parameter in one place.
 
 A copy is stored in every model package's card, so inference always prepares
-a scan exactly as the model's training data were prepared (METHOD.md steps 3-7).
+a scan exactly as the model's training data were prepared (steps 3-7 of the method, Kim et al. 2025).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training augmentation with MONAI transforms (METHOD.md "Training").
+"""Training augmentation with MONAI transforms (the paper's training augmentation).
 
 Each epoch, each sample: shift by up to 10 voxels sagittally/coronally and 2
 axially (``RandAffine`` translation, zero padding), mirror across the

@@ -12,7 +12,7 @@ runs in parallel processes with a progress bar, and the whole cache is emptied
 when ``cache.json`` no longer matches (PreprocessSpec, skull strip or offsets changed).
 
 A 3D research scan gives one synthetic thick-slice axial scan per slicing offset
-(METHOD.md step 3). A scan that is already thick-sliced (through-plane spacing
+(the method's step 3). A scan that is already thick-sliced (through-plane spacing
 >= 1.5 x in-plane) is used as it is, once, without further slicing.
 """
 

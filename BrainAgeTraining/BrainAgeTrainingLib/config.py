@@ -1,4 +1,4 @@
-"""Training configuration: METHOD.md's values by default, every one overridable.
+"""Training configuration: the paper's values (Kim et al. 2025) by default, every one overridable.
 
 A YAML or JSON file holds any subset of the fields (nested ``augment`` and
 ``model`` blocks); unknown keys are an error, so a typo never silently falls
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Per-epoch augmentation (METHOD.md): shifts in voxels, mirror probability, gamma and intensity ranges."""
+    """Per-epoch augmentation (the paper's): shifts in voxels, mirror probability, gamma and intensity ranges."""
 
     enabled: bool = True
     shift_voxels: tuple[int, int, int] = (10, 10, 2)  # sagittal, coronal, axial
@@ -37,7 +37,7 @@ class AugmentConfig:
 class TrainConfig:
     """Everything that decides a training run; defaults follow Kim et al. 2025."""
 
-    # optimisation (METHOD.md "Training")
+    # optimisation (the paper's training settings)
     epochs: int = 70
     batch_size: int = 32  # global batch; divided among DDP processes
     learning_rate: float = 1e-4

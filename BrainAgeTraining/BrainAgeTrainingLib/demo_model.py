@@ -2,8 +2,8 @@
 
 Generates a small synthetic ageing cohort (``brainage synth``: research-3D scans
 built from real heads), trains it with ``brainage train``'s code path (a
-narrower DenseNet, fewer subjects, offsets and epochs, so it fits in about ten
-minutes on two CPU cores), evaluates it on held-out synthetic **clinical-2D**
+narrower DenseNet, fewer subjects, offsets and epochs: :data:`TRAINING_TIME`),
+evaluates it on held-out synthetic **clinical-2D**
 subjects, and caches the package under ``$BRAINAGE_CACHE`` (default
 ``~/.cache/slicer-brainage``). It was trained on SYNTHETIC data only: a
 demonstration of the pipeline, not for clinical or research use.
@@ -26,6 +26,8 @@ from BrainAgeLib.io import atomic_path
 from .config import ConfigError, TrainConfig
 
 DEMO_VERSION = "2"
+#: Measured: ``make demo`` with an empty cache took 6 min 10 s in all on 2 idle CPU cores (docs/training.md).
+TRAINING_TIME = "about 6 min on 2 idle CPU cores, longer on a busy machine"
 DEMO_NOTICE = ("This model was trained on SYNTHETIC data (generated subjects with known ages). "
                "It demonstrates the pipeline and is NOT for clinical use; on a real scan it is out of its "
                "training distribution, and its age can be far off. Its training subjects are all derived from the "
@@ -108,7 +110,7 @@ def ensure_demo_model(cache_dir: str | os.PathLike | None = None, *, settings: D
     settings = settings or DemoSettings()
     root = demo_dir(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    log(f"No trained model is installed: training the synthetic demo model once into {root} (about 10 min on 2 cores).")
+    log(f"Training the synthetic demo model once into {root} ({TRAINING_TIME}).")
     log(DEMO_NOTICE)
     t0 = time.perf_counter()
     train = _cohort(root / "cohort-train", settings.train_subjects, settings.seed, "research3d", settings.heads,

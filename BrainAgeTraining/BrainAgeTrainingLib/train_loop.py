@@ -1,6 +1,6 @@
 """Training of one cross-validation fold: epochs, validation, best epoch, checkpoints, logs.
 
-METHOD.md by default: MSE loss, Adam (0.9, 0.9) with weight decay 1e-4, lr 1e-4
+The paper's settings by default: MSE loss, Adam (0.9, 0.9) with weight decay 1e-4, lr 1e-4
 halved by ``ReduceLROnPlateau`` after 5 epochs without validation improvement,
 batch 32, 70 epochs, Kaiming init, the best epoch chosen on validation loss.
 
