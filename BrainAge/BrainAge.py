@@ -31,7 +31,7 @@ from BrainAgeLib.requirements import SUPPORTED_SLICER  # imports no third-party 
 
 SKULL_STRIP_BACKENDS = ["hd-bet", "deepbet", "none"]
 SALIENCY_METHODS = ["guided-backprop", "integrated-gradients", "smoothgrad", "none"]  # BrainAgeLib.saliency.METHODS
-DEFAULT_SALIENCY = "guided-backprop"  # BrainAgeLib.saliency.DEFAULT_METHOD (not imported: it needs torch)
+DEFAULT_SALIENCY = "integrated-gradients"  # BrainAgeLib.saliency.DEFAULT_METHOD (not imported: it needs torch)
 DEVICES = ["auto", "cpu", "cuda"]
 CONTRIBUTORS = ["SlicerBrainAge maintainers (SlicerBrainAge project)"]
 

@@ -123,5 +123,5 @@ def test_brainage_predict_report(package, colin_brain_path, tmp_path):
     assert row["report_path"] == str(reports / "colin27_brain_report.pdf")
     assert (reports / "colin27_brain_report.png").stat().st_size > 50_000
     text = " ".join(pdf_text(reports / "colin27_brain_report.pdf").split())
-    assert f"Predicted brain age (raw): {row['predicted_age']:.1f} y" in text and "saliency (guided-backprop)" in text
+    assert f"Predicted brain age (raw): {row['predicted_age']:.1f} y" in text and "saliency (integrated-gradients)" in text  # the default method
     assert "uncorrected: no site calibration" in text  # no --calibration and none in the card

@@ -46,7 +46,7 @@ def test_predict_folder_records_the_bad_case_and_goes_on(scans, two_fold_package
         assert saved.shape == source.shape
         np.testing.assert_allclose(saved.affine, source.affine, atol=1e-5)
         assert 0 < table.loc[i, "saliency_inside_brain"] <= 1
-        assert saved.header["descrip"].tobytes().startswith(b"brainage saliency guided-backprop; mask none")
+        assert saved.header["descrip"].tobytes().startswith(b"brainage saliency integrated-gradients; mask none")  # the default
     # refuses to overwrite silently
     again = brainage("predict", scans / "sub-01_T1w.nii.gz", "--model", two_fold_package, "--skull-strip", "none", "--out", out)
     assert again.returncode == 2 and "exists" in again.stderr

@@ -17,7 +17,7 @@ from ..cpu_runtime import flush_denormals
 
 METHODS = ("guided-backprop", "integrated-gradients", "smoothgrad")
 #: The method used when none is named (chosen by benchmarks/saliency_truth.py; see docs/saliency.md).
-DEFAULT_METHOD = "guided-backprop"
+DEFAULT_METHOD = "integrated-gradients"
 #: SmoothGrad: noisy copies of the input, and the noise SD as a share of the input's intensity range.
 SMOOTHGRAD_SAMPLES, SMOOTHGRAD_NOISE = 8, 0.1
 
@@ -71,7 +71,7 @@ def guided_backprop(models: Sequence[nn.Module], x: torch.Tensor) -> np.ndarray:
     return np.abs(x.grad[0, 0].detach().cpu().numpy()).astype(np.float32)
 
 
-def integrated_gradients(models: Sequence[nn.Module], x: torch.Tensor, *, steps: int = 16) -> np.ndarray:
+def integrated_gradients(models: Sequence[nn.Module], x: torch.Tensor, *, steps: int = 8) -> np.ndarray:
     """|Integrated gradients| from an all-background (zero) baseline (Sundararajan et al. 2017)."""
     from captum.attr import IntegratedGradients
 
