@@ -21,6 +21,10 @@ class DimensionalityError(BrainAgeInputError):
     """The image is not a single 3D volume (2D slice, 4D series, ...)."""
 
 
+class DataTypeError(BrainAgeInputError):
+    """The voxels are not grayscale intensities (RGB colour, complex numbers)."""
+
+
 class NonFiniteVoxelsError(BrainAgeInputError):
     """The image contains NaN or infinite voxel values."""
 
@@ -63,3 +67,20 @@ class CalibrationError(BrainAgeError, ValueError):
 
 class SkullStripError(BrainAgeError):
     """Skull stripping could not run or found no brain; the message says what to do."""
+
+
+class OutputError(BrainAgeError):
+    """The results cannot be written (folder not writable, disk full); the message says what to do."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a batch; ``exit_code`` is 128 + the signal number (130, 143)."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(f"interrupted by {name}")
+        self.signum = signum
+        self.name = name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

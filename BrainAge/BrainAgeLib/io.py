@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
+import errno
+import math
 import os
 import tempfile
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +17,7 @@ import numpy as np
 from .errors import (
     ConstantImageError,
     CorruptFileError,
+    DataTypeError,
     DimensionalityError,
     FieldOfViewError,
     NonFiniteVoxelsError,
@@ -28,6 +29,9 @@ from .errors import (
 VOXEL_SIZE_RANGE_MM = (0.05, 20.0)
 #: Smallest field of view (mm, along R, A, S after re-orientation) that can hold an adult brain.
 MIN_FOV_MM = (110.0, 130.0, 80.0)
+#: Deflate cannot compress more than about 1032:1, so a .nii.gz whose header needs more data than this
+#: many times its size is truncated (checked before any voxel is read or memory is reserved).
+MAX_GZIP_RATIO = 1100
 #: A voxel axis is "thick" when its spacing is this many times the finest one.
 THICK_RATIO = 1.5
 
@@ -96,16 +100,27 @@ def load_nifti(path: str | os.PathLike) -> Volume:
     """Read a .nii / .nii.gz file into float32 voxels and its affine (no re-orientation).
 
     A trailing singleton 4th dimension is dropped; other shapes are checked by
-    :func:`validate_volume`.
+    :func:`validate_volume`. Any failure to parse the file is a :class:`CorruptFileError`;
+    colour or complex voxels are a :class:`DataTypeError`, a zero voxel size the header
+    leaves unknown a :class:`VoxelSizeError`.
     """
     path = Path(path)
     if not path.is_file():
         raise CorruptFileError(f"{path}: file not found. Check the path and that the file was copied completely.")
+    image = None
     try:
         image = nib.load(str(path))
+        _check_header(image, path)
         data = np.asarray(image.dataobj, dtype=np.float32)
         affine = np.asarray(image.affine, dtype=float)
-    except (nib.filebasedimages.ImageFileError, EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+    except (CorruptFileError, DataTypeError, VoxelSizeError):
+        raise
+    except MemoryError as exc:
+        raise CorruptFileError(
+            f"{path}: the header's dimensions {getattr(image, 'shape', '')} do not fit in memory; the header is broken. "
+            "Re-export the scan (e.g. with dcm2niix) and try again."
+        ) from exc
+    except Exception as exc:  # nibabel and numpy raise many types (HeaderDataError, EOFError, zlib.error, ...)
         raise CorruptFileError(
             f"{path}: cannot be read as a NIfTI image ({type(exc).__name__}: {exc}). "
             "The file may be truncated or not NIfTI; re-export it (e.g. with dcm2niix) and try again."
@@ -113,6 +128,43 @@ def load_nifti(path: str | os.PathLike) -> Volume:
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     return Volume(data=data, affine=affine, source=str(path))
+
+
+def _check_header(image, path: Path) -> None:
+    """Refuse, before reading voxels: colour/complex voxels, more data than the file can hold, and a zero
+    voxel size the affine would take from the header's pixdim.
+
+    nibabel replaces a zero pixdim by 1 mm (and a negative one by its absolute value); without an
+    sform that invented 1 mm would become the scan's spacing, so a zero is refused here.
+    """
+    dtype = np.dtype(image.get_data_dtype())
+    if dtype.fields is not None or dtype.kind in "cVO":
+        kind = "complex numbers" if dtype.kind == "c" else "colour (RGB) or compound values"
+        raise DataTypeError(
+            f"{path}: the voxels are {kind} ({dtype}), not grayscale intensities. "
+            "Export the T1 scan as a single-channel (magnitude) image and try again."
+        )
+    header = image.header
+    size = path.stat().st_size
+    needed = math.prod(int(n) for n in image.shape) * dtype.itemsize
+    compressed = path.name.endswith(".gz")
+    if needed > size * (MAX_GZIP_RATIO if compressed else 1):
+        raise CorruptFileError(
+            f"{path}: the header describes {tuple(image.shape)} voxels of {dtype} ({needed / 1e6:.1f} MB), more than "
+            f"this {size}-byte{' compressed' if compressed else ''} file can hold: it is truncated or its header is wrong. "
+            "Re-export the scan (e.g. with dcm2niix) and try again."
+        )
+    if not isinstance(header, nib.Nifti1Header) or int(header["sform_code"]) > 0:
+        return
+    with nib.openers.ImageOpener(str(path)) as stream:
+        raw = type(header).from_fileobj(stream, check=False)
+    stored = np.asarray(raw["pixdim"][1 : 1 + min(3, len(image.shape))], dtype=float)
+    zero = [axis for axis, value in enumerate(stored) if value == 0]
+    if zero:
+        raise VoxelSizeError(
+            f"{path}: the header gives voxel size 0 along axis {zero} (pixdim) and no sform, so the spacing is unknown. "
+            "Re-convert the DICOM series (dcm2niix) so the spacing is stored."
+        )
 
 
 def validate_volume(volume: Volume, *, allow_non_axial: bool = False, check_fov: bool = True) -> ThickAxis:
@@ -188,6 +240,24 @@ def load_volume(path: str | os.PathLike, *, allow_non_axial: bool = False) -> Vo
     volume = load_nifti(path)
     validate_volume(volume, allow_non_axial=allow_non_axial)
     return volume
+
+
+#: What a user reads for the usual reasons a file cannot be written.
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full (no space left on device)",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied (the folder is not writable)",
+    errno.EPERM: "permission denied (the folder is not writable)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a part of the path is a file, not a folder",  # mkdir where a file has the folder's name
+}
+
+
+def os_error_reason(exc: OSError) -> str:
+    """A short reason for a failed write, e.g. 'the disk is full (no space left on device)'."""
+    reason = _WRITE_ERRORS.get(exc.errno, exc.strerror or str(exc))
+    return f"{reason} [{exc.filename}]" if exc.filename else reason
 
 
 @contextlib.contextmanager

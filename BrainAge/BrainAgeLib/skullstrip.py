@@ -158,10 +158,18 @@ def skull_strip(
     version = module.version()
 
     canonical = to_canonical(volume)
-    with flush_denormals():
-        mask_canonical, warnings = module.predict_mask(
-            canonical.data, canonical.spacing, device=device_name, folds=folds, tta=tta
-        )
+    try:
+        with flush_denormals():
+            mask_canonical, warnings = module.predict_mask(
+                canonical.data, canonical.spacing, device=device_name, folds=folds, tta=tta
+            )
+    except SkullStripError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a backend's own failure (its package, memory, ...) for this scan
+        raise SkullStripError(
+            f"the {backend} skull strip failed on this scan ({type(exc).__name__}: {exc}). Try another "
+            "skull-strip backend (--skull-strip), or check the scan."
+        ) from exc
     if tuple(mask_canonical.shape) != canonical.shape:
         raise SkullStripError(
             f"backend {backend} returned a mask of shape {mask_canonical.shape} for an image of shape "
