@@ -36,3 +36,4 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 bash scripts/fetch_sample_data.sh
+bash scripts/install_report_tools.sh  # optional: Chromium and poppler for the report rendering tests
