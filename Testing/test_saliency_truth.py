@@ -18,3 +18,5 @@ def test_voxel_auc_equals_sklearn_on_a_fixed_example_with_ties():
     assert voxel_auc(truth, truth, inside) == pytest.approx(1.0)
     assert voxel_auc(-truth, truth, inside) == pytest.approx(0.0)
     assert np.isnan(voxel_auc(score, np.zeros_like(truth), inside))  # no aged voxel: undefined
+    high = truth > 0.5
+    assert voxel_auc(score, truth, inside, 0.5) == pytest.approx(roc_auc_score(high[inside].astype(int), score[inside]), abs=1e-12)

@@ -17,11 +17,16 @@ from scipy.stats import mannwhitneyu
 from BrainAgeLib.io import Volume
 from BrainAgeLib.saliency import fraction_inside, smooth_for_display
 
+#: An ageing-map voxel counts as aged from this value: at least half its tissue relabelled, or moved >= 1.5 mm.
+#: (The map is max(relabelled tissue fraction, ventricular displacement / 3 mm); the smooth displacement field
+#: makes nearly every voxel > 0, so "> 0" would call the whole brain aged.)
+AGED_FROM = 0.5
 
-def voxel_auc(score: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> float:
-    """ROC AUC of ``score`` for ``truth > 0`` over the voxels ``inside`` (Mann-Whitney U / (n1 n0), ties 1/2)."""
-    region = inside > 0
-    positive, negative = score[region & (truth > 0)], score[region & ~(truth > 0)]
+
+def voxel_auc(score: np.ndarray, truth: np.ndarray, inside: np.ndarray, aged_from: float = 0.0) -> float:
+    """ROC AUC of ``score`` for ``truth > aged_from`` over the voxels ``inside`` (Mann-Whitney U / (n1 n0), ties 1/2)."""
+    region, aged = inside > 0, truth > aged_from
+    positive, negative = score[region & aged], score[region & ~aged]
     if positive.size == 0 or negative.size == 0:
         return float("nan")
     u = mannwhitneyu(positive, negative, alternative="two-sided", method="asymptotic").statistic
@@ -45,6 +50,7 @@ def score_methods(predictor, case, truth: Volume, brain: np.ndarray, methods, **
         sal = predictor.saliency(case, method, **method_kwargs.get(method, {}))
         seconds = time.perf_counter() - t0
         shown = smooth_for_display(sal.on_input).data
-        scores.append(MethodScore(method, voxel_auc(sal.on_input.data, truth.data, brain),
-                                  voxel_auc(shown, truth.data, brain), fraction_inside(sal.on_input.data, brain), seconds))
+        scores.append(MethodScore(method, voxel_auc(sal.on_input.data, truth.data, brain, AGED_FROM),
+                                  voxel_auc(shown, truth.data, brain, AGED_FROM), fraction_inside(sal.on_input.data, brain),
+                                  seconds))
     return scores
