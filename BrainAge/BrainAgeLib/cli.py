@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from .cli_tables import EXIT_CODES, exit_status_text
+
 #: Modules that register sub-commands, in the order shown by ``--help``.
 #: A module that cannot be imported (an optional extra missing) is skipped.
 COMMAND_MODULES = (
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brainage",
         description="Brain age from routine clinical axial T1 MRI (after Kim et al. 2025, npj Aging).",
+        epilog=exit_status_text(EXIT_CODES["brainage"]) + ". Reference of every command: docs/cli.md",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that command is not written yet / not installed
             raise
         module.register(subparsers)
+    for name, sub in subparsers.choices.items():
+        if name in EXIT_CODES and not sub.epilog:
+            sub.epilog = exit_status_text(EXIT_CODES[name])
     return parser
 
 

@@ -11,10 +11,6 @@ from .calibration import METHODS, fit_calibration, save_calibration
 from .errors import BrainAgeError, CalibrationError, ModelPackageError
 from .package import read_card, write_card
 
-#: Exit statuses of ``brainage calibrate``.
-EXIT_CODES = {0: "calibration written", 2: "unreadable or incomplete table, too few controls, or a bad --package"}
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "calibrate", help="fit age-bias correction on cognitively unimpaired controls",
@@ -30,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--id-column", metavar="NAME",
                    help="participant id column of --participants (default: participant_id, subject or subject_id)")
     p.add_argument("--controls-column", help="column naming the group (e.g. cohort); only rows equal to --controls-value are used")
-    p.add_argument("--controls-value", default="CU")
+    p.add_argument("--controls-value", default="CU", help="value of --controls-column that marks a control (default CU)")
     p.add_argument("--site", default="", help="site name stored in the calibration")
     p.add_argument("--package", help="also store the calibration in this model package's card (used by default at prediction)")
     p.set_defaults(func=run)

@@ -3,11 +3,11 @@
 In Slicer (the BrainAge module's Logic, volumes read by Slicer's storage nodes)::
 
     Slicer --no-main-window --python-script BrainAge/Scripts/batch.py \
-        --input DIR_OR_CSV --model PKG --out results.csv [--saliency DIR] [--age-csv ages.csv]
+        --input DIR_OR_CSV --model PKG --out results.csv [--saliency DIR] [--ages ages.csv]
 
 With plain Python and the core only (same Predictor underneath)::
 
-    python BrainAge/Scripts/batch.py --input DIR_OR_CSV --model PKG --out results.csv
+    python BrainAge/Scripts/batch.py --input DIR_OR_CSV --model PKG --out results.csv [--saliency DIR]
 
 One bad case is recorded in its row (``error``) and the batch goes on; the results file is
 saved after every case, so a stop loses none of the rows done. Exit status: 0 all cases done,
@@ -26,24 +26,41 @@ import traceback
 from pathlib import Path
 
 EXIT_OK, EXIT_CASES_FAILED, EXIT_ERROR, EXIT_RESTART = 0, 1, 2, 3  # 4, 130, 143: BrainAgeLib.tables.save_as_you_go
+#: Every exit status, for docs/cli.md.
+EXIT_CODES = {
+    EXIT_OK: "all cases done",
+    EXIT_CASES_FAILED: "some case failed (its row holds the error)",
+    EXIT_ERROR: "the batch could not run (arguments, missing PyTorch extension, failed install, unwritable output)",
+    EXIT_RESTART: "packages were installed: start Slicer again",
+    4: "the results could not all be saved (the rows saved before are kept)",
+    130: "interrupted by SIGINT (rows done saved, a 'not run' row for the others)",
+    143: "interrupted by SIGTERM (as for 130)",
+}
 
 MODULE_DIR = Path(__file__).resolve().parents[1]
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description="Batch brain age (BrainAge module)")
+def build_parser() -> argparse.ArgumentParser:
+    from BrainAgeLib.cli_tables import exit_status_text
+
+    parser = argparse.ArgumentParser(prog="batch.py", description="Batch brain age (BrainAge module)",
+                                     epilog=exit_status_text(EXIT_CODES))
     parser.add_argument("--input", nargs="+", required=True, help="NIfTI files, folders or CSV lists (column 'path', optional 'age')")
     parser.add_argument("--model", required=True, help="model package folder")
     parser.add_argument("--out", required=True, help="results CSV")
     parser.add_argument("--ages", help="CSV with 'age' and 'path'/'file'/'participant_id'")
     parser.add_argument("--calibration", help="site calibration JSON")
     parser.add_argument("--skull-strip", default="hd-bet", choices=("hd-bet", "deepbet", "none"))
-    parser.add_argument("--saliency", help="folder for saliency maps (NIfTI on each scan's grid)")
+    parser.add_argument("--saliency", metavar="DIR", help="folder for saliency maps (NIfTI on each scan's grid), both engines")
     parser.add_argument("--keep-failed-qc", action="store_true", help="ages for scans with a hard QC failure too (marked in age_flag)")
     parser.add_argument("--engine", default="auto", choices=("auto", "slicer", "core"), help="auto: the Slicer Logic when run inside Slicer")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    return build_parser().parse_args(argv)
 
 
 def inside_slicer() -> bool:
@@ -122,12 +139,27 @@ def run_core(args, cases, ages, table=None) -> list:
 
     calibration = load_calibration(args.calibration) if args.calibration else None
     predictor = Predictor(args.model, calibration=calibration, skull_strip=args.skull_strip, keep_failed_qc=args.keep_failed_qc)
+    saliency: dict[str, dict] = {}  # source -> the row's saliency columns
+
+    def write_saliency(case, result) -> None:
+        from BrainAgeLib.errors import BrainAgeError
+        from BrainAgeLib.saliency.files import save_case_saliency
+
+        try:
+            saliency[result.source] = save_case_saliency(predictor, case, args.saliency)[1]
+        except (BrainAgeError, OSError, RuntimeError, ValueError) as exc:  # the age stands; the row says why there is no map
+            result.qc_flags.append(f"saliency: failed: {exc}")
+
+    def row(result) -> dict:
+        return {**result.to_row(), **saliency.get(result.source, {})}
+
     results = predictor.predict_many(
         [c.path for c in cases], [age_for(c, ages, None) for c in cases],
-        on_finished=(lambda index, r: table.add(index, r.to_row())) if table is not None else None,
+        on_result=write_saliency if args.saliency else None,
+        on_finished=(lambda index, r: table.add(index, row(r))) if table is not None else None,
         progress=(lambda n: table.save()) if table is not None else None,
     )
-    return [r.to_row() for r in results]
+    return [row(r) for r in results]
 
 
 def main(argv=None) -> int:

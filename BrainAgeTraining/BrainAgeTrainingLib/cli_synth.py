@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                    help="comma-separated acquisition styles, assigned in turn (default research3d,clinical2d)")
     p.add_argument("--heads", type=lambda t: _names(t, tuple(HEAD_SOURCES), "head"), default=tuple(HEAD_SOURCES),
                    help="real heads to build subjects from (default all: " + ",".join(HEAD_SOURCES) + ")")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel processes")
+    p.add_argument("--jobs", type=int, help="parallel processes (default: 2, or 1 on a one-core machine)")
     p.add_argument("--no-wmh", action="store_true", help="no white-matter hypointensities")
     p.add_argument("--overwrite", action="store_true", help="write into a folder that already holds a cohort")
     p.set_defaults(func=run)
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     spec = CohortSpec(subjects=args.subjects, seed=args.seed, cohorts=args.cohorts, styles=args.style,
                       heads=args.heads, wmh=not args.no_wmh)
     try:
-        table = write_cohort(spec, args.out, jobs=args.jobs, overwrite=args.overwrite)
+        table = write_cohort(spec, args.out, jobs=args.jobs or min(2, os.cpu_count() or 1), overwrite=args.overwrite)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"brainage synth: {exc}")
         return 1

@@ -148,6 +148,60 @@ class TrainConfig:
         return list(self.folds) if self.folds is not None else list(range(self.n_folds))
 
 
+#: One line per setting (docs/cli.md is generated from it; a test keeps it complete).
+SETTING_HELP = {
+    "epochs": "training epochs per fold",
+    "batch_size": "global batch size, divided among DDP processes",
+    "learning_rate": "Adam learning rate",
+    "betas": "Adam betas",
+    "weight_decay": "Adam weight decay",
+    "lr_factor": "ReduceLROnPlateau: factor applied to the learning rate ...",
+    "lr_patience": "... after this many epochs without validation improvement",
+    "loss": "training loss: only 'mse' (the paper's)",
+    "standardize_targets": "learn (age - mean) / SD of the training ages; the exported weights give years again "
+                           "(makes short runs converge; the demo uses it)",
+    "n_folds": "cross-validation folds (80/10/10 train/validation/test by subject with 5)",
+    "folds": "train only these folds, e.g. [0] (null: all)",
+    "split_by": "unit of the fold split: only 'subject' (no subject in two roles of a fold)",
+    "stratify_by_age": "deal subjects into folds in age order, so every fold spans the age range",
+    "seed": "seed of the splits, initialisation, shuffling and augmentation",
+    "min_years_between_scans": "a later scan of a subject is used only this many years after the last one kept",
+    "max_offsets": "synthetic slicing offsets kept per 3D scan (null: all, as in the paper)",
+    "extra_train": "data used for training in every fold, never validated or tested on (--extra-train)",
+    "init_from": "start every fold from these weights: a package folder or .safetensors file (--init-from)",
+    "skull_strip": "auto (the data set's brain masks when present, else hd-bet), mask, hd-bet, deepbet or none",
+    "cache_dir": "preparation cache folder (null: RUN_DIR/cache; --cache-dir)",
+    "prepare_jobs": "parallel processes preparing the cache (--prepare-jobs)",
+    "num_workers": "DataLoader worker processes (--num-workers)",
+    "device": "auto (CUDA when available), cpu, cuda or cuda:N (--device)",
+    "amp": "float16 autocast and gradient scaling on CUDA (ignored on CPU)",
+    "channels_last": "channels-last 3D memory layout for the network",
+    "threads": "torch CPU threads per process (null: torch's default)",
+    "log_every": "write an epoch's log line every this many epochs",
+    "tensorboard": "TensorBoard logs in the run folder (when tensorboard is installed)",
+    "model": "network settings for BrainAgeLib.model.build_model (default: the paper's DenseNet-169); a file may "
+             "set any subset",
+    "name": "model package name",
+    "version": "model package version",
+    "description": "model card description (empty: generated)",
+    "calibration_method": "age-bias calibration stored in the package, fitted on the pooled out-of-fold test "
+                          "predictions (CU subjects when a cohort column exists): extremes (youngest and oldest 5 %, "
+                          "the paper) or all",
+    "weights_dtype": "storage precision of the exported fold weights: float32, or float16 (half the size, loaded "
+                     "back as float32)",
+    "synthetic_demo": "mark the package as a synthetic demonstration, not for clinical use",
+}
+AUGMENT_HELP = {
+    "enabled": "augment the training samples every epoch",
+    "shift_voxels": "largest random shift in voxels: sagittal, coronal, axial",
+    "mirror_probability": "probability of mirroring across the mid-sagittal plane",
+    "gamma_range": "range of the random gamma (contrast) change",
+    "intensity_range": "range of the random intensity scaling",
+}
+#: Defaults that depend on the machine, as the reference states them.
+MACHINE_DEFAULTS = {"prepare_jobs": "min(4, CPU cores)"}
+
+
 def read_config_file(path: str | os.PathLike) -> dict:
     """Read a YAML (.yaml/.yml) or JSON file into a dict of overrides."""
     path = Path(path)

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from BrainAgeLib.io import Volume, load_nifti, to_canonical
+from BrainAgeLib.sample_data import sample_data_dir
 from BrainAgeLib.user_cache import cache_dir as user_cache_dir
 
 #: Working grid spacing (mm) for all templates.
@@ -110,14 +111,6 @@ class HeadTemplate:
         """World (mm) centroid of the brain mask."""
         idx = np.argwhere(self.mask > 0.5).mean(axis=0)
         return (self.affine @ np.r_[idx, 1.0])[:3]
-
-
-def sample_data_dir() -> Path:
-    """Folder with the real heads: $BRAINAGE_SAMPLE_DATA or the repository's sample_data/."""
-    env = os.environ.get("BRAINAGE_SAMPLE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def cache_dir() -> Path:
