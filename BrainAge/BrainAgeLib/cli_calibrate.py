@@ -11,6 +11,7 @@ from .calibration import METHODS, fit_calibration, save_calibration
 from .errors import BrainAgeError, CalibrationError, ModelPackageError
 from .package import read_card, write_card
 
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "calibrate", help="fit age-bias correction on cognitively unimpaired controls",
