@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .batch_resume import RowJournal, case_row, content_sha256, earlier_rows
 from .bundled_models import default_model_path
 from .calibration import load_calibration
 from .errors import BrainAgeError
 from .inputs import age_for, case_key, expand_inputs, read_ages
 from .io import save_nifti
+from .package import read_card
 from .predict import PRECISIONS, Predictor
 from .reports import write_case_report
 from .saliency import DEFAULT_METHOD as DEFAULT_SALIENCY
@@ -20,6 +24,8 @@ from .saliency import METHODS as SALIENCY_METHODS
 from .tables import ResultsTable, check_writable, save_as_you_go
 
 SKULL_STRIP_CHOICES = ("hd-bet", "deepbet", "none")
+#: With --dask, rows are journaled as they come; the results file itself is rewritten at most this often.
+DASK_SAVE_EVERY_S = 30.0
 
 
 def register(subparsers) -> None:
@@ -47,15 +53,33 @@ def register(subparsers) -> None:
                    help="give ages to scans with a hard QC failure too (their age_flag column marks them); "
                         "default: such a row gets the error 'failed QC: ...' and no ages")
     p.add_argument("--out", required=True, help="results CSV (written atomically, and saved as cases finish)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    again.add_argument("--resume", action="store_true",
+                       help="finish an earlier run into the same --out: skip the scans it did (same path, same "
+                            "sha256 of the file) and run the others; the final table is in input order")
+    p.add_argument("--dask", metavar="SCHEDULER",
+                   help="run the scans as tasks on a dask.distributed cluster: a scheduler address "
+                        "(tcp://host:8786) or local:N for N local one-thread workers (needs pip install '.[cluster]'; "
+                        "see docs/batch.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        print(f"error: {out} exists; pass --overwrite or choose another --out", file=sys.stderr)
+    if out.exists() and not (args.overwrite or args.resume):
+        print(f"error: {out} exists; pass --overwrite, --resume to finish the run that wrote it, or choose another --out",
+              file=sys.stderr)
         return 2
+    if args.dask and (args.saliency or args.report or args.regions):
+        print("error: --saliency, --report and --regions are not available with --dask; run them without --dask",
+              file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as cleanup:
+        return _run(args, out, cleanup)
+
+
+def _run(args: argparse.Namespace, out: Path, cleanup: contextlib.ExitStack) -> int:
     try:
         check_writable(out)  # before any work: a run whose results cannot be saved is refused
         cases = expand_inputs(args.inputs)
@@ -65,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
         if model is None:
             raise ValueError("no model given and no bundled model found; pass --model PACKAGE_FOLDER "
                              "(train one with `brainage train`)")
-        predictor = Predictor(
-            model,
+        if not cases:
+            raise ValueError("no NIfTI inputs found")
+        settings = dict(
             device=args.device,
             precision=args.precision,
             calibration=calibration,
@@ -74,11 +99,17 @@ def run(args: argparse.Namespace) -> int:
             allow_non_axial=args.allow_non_axial,
             keep_failed_qc=args.keep_failed_qc,
         )
-    except (BrainAgeError, OSError, ValueError) as exc:
+        if args.dask:
+            read_card(model)  # checked here; each Dask worker loads the package itself
+            client = cleanup.enter_context(_dask_client(args.dask, {"package": str(model), **settings}))
+            predictor = None
+        else:
+            predictor = Predictor(model, **settings)
+        journal = RowJournal(out, resume=args.resume, overwrite=args.overwrite)
+        cleanup.callback(journal.discard)  # kept only when this process is killed outright
+        earlier = earlier_rows(out, [c.path for c in cases], journal.earlier) if args.resume else {}
+    except (BrainAgeError, OSError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not cases:
-        print("error: no NIfTI inputs found", file=sys.stderr)
         return 2
     saliency_dir = Path(args.saliency) if args.saliency else None
     extra: dict[str, dict] = {}
@@ -112,28 +143,77 @@ def run(args: argparse.Namespace) -> int:
                 result.qc_flags.append(f"report: failed: {exc}")
 
     table = ResultsTable(out, [c.path for c in cases])
-    results = []
+    for index, row in earlier.items():
+        table.add(index, row)
+    todo = [i for i in range(len(cases)) if i not in earlier]
+    if args.resume:
+        print(f"resume: {len(earlier)} of {len(cases)} scans already done in {out}; running the other {len(todo)}",
+              file=sys.stderr)
+
+    def finished(index: int, row: dict) -> None:
+        table.add(index, row)
+        journal.append(row)  # durable before the next case: a killed run keeps it for --resume
 
     def work() -> None:
-        with tqdm(total=len(cases), desc="brain age", unit="scan") as bar:
+        with tqdm(total=len(todo), desc="brain age", unit="scan") as bar:
             def progress(n: int) -> None:
                 bar.update(n)
                 table.save()  # the rows done so far, in case the run is stopped
 
-            results.extend(predictor.predict_many(
-                [c.path for c in cases],
-                [age_for(c, ages, args.age) for c in cases],
+            def save_row(j: int, r) -> None:
+                case = cases[todo[j]]
+                finished(todo[j], case_row({**r.to_row(), **extra.get(r.source, {})}, content_sha256(case.path), case.path))
+
+            predictor.predict_many(
+                [cases[i].path for i in todo],
+                [age_for(cases[i], ages, args.age) for i in todo],
                 batch_size=args.batch_size,
                 progress=progress,
                 on_result=per_case if saliency_dir or report_dir or args.regions else None,
-                on_finished=lambda index, r: table.add(index, {**r.to_row(), **extra.get(r.source, {})}),
-            ))
+                on_finished=save_row,
+            )
 
-    stopped = save_as_you_go(table, work)
+    def work_on_dask() -> None:
+        from .batch_dask import predict_on_dask
+
+        saved = time.monotonic()
+        with tqdm(total=len(todo), desc="brain age (dask)", unit="scan") as bar:
+            def on_row(index: int, row: dict) -> None:
+                nonlocal saved
+                finished(index, row)
+                bar.update(1)
+                if time.monotonic() - saved > DASK_SAVE_EVERY_S:
+                    table.save()
+                    saved = time.monotonic()
+
+            predict_on_dask(client, [(i, cases[i].path, age_for(cases[i], ages, args.age)) for i in todo], on_row)
+
+    stopped = save_as_you_go(table, work_on_dask if args.dask else work)
+    if table.written and table.saved == set(table.rows):
+        journal.finish()  # every row is in the results file (else they were printed, see save_as_you_go)
     if stopped is not None:
         return stopped
-    failed = [r for r in results if r.error]
+    rows = [table.rows[i] for i in sorted(table.rows)]
+    failed = [r for r in rows if r.get("error")]
     for r in failed:
-        print(f"FAILED {r.source}: {r.error}", file=sys.stderr)
-    print(f"{len(results) - len(failed)} of {len(results)} scans predicted; results in {out}")
+        print(f"FAILED {r['source']}: {r['error']}", file=sys.stderr)
+    print(f"{len(rows) - len(failed)} of {len(rows)} scans predicted; results in {out}")
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str, settings: dict):
+    """A Client (and LocalCluster for local:N) whose workers have loaded the model; closed on leaving."""
+    from . import batch_dask
+
+    client, cluster = batch_dask.connect(scheduler)
+    try:
+        try:
+            batch_dask.load_on_workers(client, settings)
+        except Exception as exc:  # noqa: BLE001 - whatever stopped a worker from loading the model
+            raise ValueError(f"the model could not be loaded on the Dask workers ({type(exc).__name__}: {exc})") from exc
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
