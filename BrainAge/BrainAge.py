@@ -640,36 +640,30 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         finally:
             self.running, self.cancelRequested = False, False
 
-    def startProcess(
-        self,
-        inputVolume,
-        modelPath: str,
-        chronologicalAge: Optional[float] = None,
-        calibrationPath: Optional[str] = None,
-        skullStrip: str = "hd-bet",
-        saliencyMethod: Optional[str] = DEFAULT_SALIENCY,
-        device: Optional[str] = None,
-        saliencyTopPercent: float = 0.0,
-        allowNonAxial: bool = False,
-        keepFailedQC: bool = False,
-    ):
+    def startProcess(self, inputVolume, modelPath: str, **options):
         """Start the same prediction as :meth:`process` in a worker process and return at once.
 
-        Call :meth:`pollProcess` from a timer until it returns the outputs; :meth:`requestCancel`
-        stops the worker within a second, mid-stage. Parameters as for :meth:`process`.
+        ``options`` are :meth:`process`'s keyword arguments, with its defaults. Call :meth:`pollProcess`
+        from a timer until it returns the outputs; :meth:`requestCancel` stops the worker at once, mid-stage.
         """
+        import inspect
+
+        bound = inspect.signature(self.process).bind(inputVolume, modelPath, **options)  # TypeError on a wrong name
+        bound.apply_defaults()
+        o = bound.arguments
         from BrainAgeLib.case_job import CaseJob
 
         self._checkInputs(inputVolume, modelPath)
         array, ijkToRas = self._volumeArrays(inputVolume)
         request = {
-            "model": str(modelPath), "calibration": calibrationPath, "skull_strip": skullStrip, "device": device,
-            "saliency_method": saliencyMethod, "age": chronologicalAge, "allow_non_axial": bool(allowNonAxial),
-            "keep_failed_qc": bool(keepFailedQC), "name": inputVolume.GetName(),
+            "model": str(modelPath), "calibration": o["calibrationPath"], "skull_strip": o["skullStrip"],
+            "device": o["device"], "saliency_method": o["saliencyMethod"], "age": o["chronologicalAge"],
+            "allow_non_axial": bool(o["allowNonAxial"]), "keep_failed_qc": bool(o["keepFailedQC"]),
+            "name": inputVolume.GetName(),
         }
         python, env = self.workerPython()
         self._job = CaseJob(python, array, ijkToRas, request, env=env)
-        self._jobInput, self._jobTopPercent, self._jobModel = inputVolume, saliencyTopPercent, str(modelPath)
+        self._jobInput, self._jobTopPercent, self._jobModel = inputVolume, o["saliencyTopPercent"], str(modelPath)
         self.running, self.cancelRequested = True, False
         return self._job
 
