@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from BrainAgeLib import cpu_runtime, predict, saliency, skullstrip_none
+from BrainAgeLib import cpu_runtime, predict, skullstrip_none
+from BrainAgeLib.saliency import gradients
 from BrainAgeLib.cpu_runtime import denormals_flushed, flush_denormals, flushed_share
 from BrainAgeLib.io import load_nifti, load_volume, to_canonical
 from BrainAgeLib.predict import Predictor
@@ -98,17 +99,19 @@ def probes(monkeypatch):
     """Record whether denormals are flushed inside the network calls of prediction, saliency and skull strip."""
     seen: dict[str, list[bool]] = {"forward": [], "saliency": [], "skull_strip": []}
 
-    def wrap(module, name, key):
-        original = getattr(module, name)
-
+    def probe_of(original, key):
         def probe(*args, **kwargs):
             seen[key].append(denormals_flushed())
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(module, name, probe)
+        return probe
+
+    def wrap(module, name, key):
+        monkeypatch.setattr(module, name, probe_of(getattr(module, name), key))
 
     wrap(predict.Predictor, "_ages", "forward")
-    wrap(saliency, "guided_backprop", "saliency")
+    for method, function in list(gradients._METHOD_FUNCTIONS.items()):  # every saliency method, default included
+        monkeypatch.setitem(gradients._METHOD_FUNCTIONS, method, probe_of(function, "saliency"))
     wrap(skullstrip_none, "predict_mask", "skull_strip")
     return seen
 
@@ -142,7 +145,8 @@ def test_in_effect_in_the_slicer_logic(probes, two_fold_package, colin_brain_pat
 
     node = slicer_env.load_volume_node(colin_brain_path)
     BrainAge.BrainAgeLogic().process(node, str(two_fold_package), skullStrip="none")
-    assert probes == {"forward": [True], "saliency": [True], "skull_strip": [True]}
+    assert probes["saliency"] == [True] and probes["skull_strip"] == [True]
+    assert probes["forward"] and all(probes["forward"])  # the age, then the region occlusion
 
 
 def test_in_effect_in_the_training_entry_points(monkeypatch, tmp_path):
