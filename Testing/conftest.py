@@ -55,9 +55,13 @@ def mni_brain_path(tmp_path_factory, mni_head_path):
     return path
 
 
-def scaled_model(seed: int, center: float = 50.0, scale: float = 10.0):
+#: A tiny network of the same family (8 initial features, one layer per dense block): fast forward passes.
+SMALL_CONFIG = {"init_features": 8, "growth_rate": 4, "block_config": [1, 1, 1, 1]}
+
+
+def scaled_model(seed: int, center: float = 50.0, scale: float = 10.0, config: dict | None = None):
     """An untrained network whose output is moved to an age-like range (for precision checks)."""
-    model = build_model(seed=seed)
+    model = build_model(config, seed=seed)
     with torch.no_grad():
         model.class_layers.out.weight.mul_(scale)
         model.class_layers.out.bias.fill_(center)
@@ -70,6 +74,24 @@ def two_fold_package(tmp_path_factory):
     card = ModelCard(name="untrained-test", version="0.0", skull_strip={"backend": "none"})
     path = tmp_path_factory.mktemp("pkg") / "model"
     return save_package(path, [scaled_model(0), scaled_model(1)], card)
+
+
+@pytest.fixture(scope="session")
+def small_package(tmp_path_factory):
+    """A 2-fold package of tiny untrained (age-range) networks, for tests that run many scans."""
+    from BrainAgeLib.model import ARCHITECTURE, DEFAULT_CONFIG
+
+    card = ModelCard(name="small", version="1", skull_strip={"backend": "none"},
+                     architecture={"name": ARCHITECTURE, "config": {**DEFAULT_CONFIG, **SMALL_CONFIG}})
+    path = tmp_path_factory.mktemp("small") / "small"
+    return save_package(path, [scaled_model(seed, config=SMALL_CONFIG) for seed in (0, 1)], card)
+
+
+@pytest.fixture()
+def user_cache(tmp_path, monkeypatch):
+    """BRAINAGE_CACHE in the test's own folder."""
+    monkeypatch.setenv("BRAINAGE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def make_volume(shape=(60, 70, 50), spacing=(2.0, 2.0, 2.0), value=None, seed=0) -> Volume:

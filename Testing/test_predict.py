@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from BrainAgeLib.calibration import Calibration
 from BrainAgeLib.errors import OrientationError
@@ -96,30 +95,6 @@ def test_bf16_stays_close_to_fp32(two_fold_package, colin_brain_path):
 
 
 # --- precision 'auto' (issue 12) ----------------------------------------------------------------------
-
-SMALL = {"init_features": 8, "growth_rate": 4, "block_config": [1, 1, 1, 1]}
-
-
-@pytest.fixture()
-def small_package(tmp_path):
-    from BrainAgeLib.model import ARCHITECTURE, DEFAULT_CONFIG, build_model
-    from BrainAgeLib.package import ModelCard, save_package
-
-    models = []
-    for seed in (0, 1):
-        model = build_model(SMALL, seed=seed)
-        with torch.no_grad():
-            model.class_layers.out.weight.mul_(10.0)
-            model.class_layers.out.bias.fill_(50.0)
-        models.append(model)
-    card = ModelCard(name="small", version="1", skull_strip={"backend": "none"}, architecture={"name": ARCHITECTURE, "config": {**DEFAULT_CONFIG, **SMALL}})
-    return save_package(tmp_path / "small", models, card)
-
-
-@pytest.fixture()
-def user_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BRAINAGE_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def test_auto_is_fp32_without_native_bf16(small_package, user_cache, monkeypatch, colin_brain_path):

@@ -76,11 +76,13 @@ def resample_to_grid(
     """
     positions = _sample_positions(volume, affine, shape)
     data = np.asarray(volume.data)
-    if positions is None:  # not axis-aligned (cannot happen with Spacing): MONAI on the whole grid
+    if positions is None:  # not axis-aligned to rounding (oblique thick-slice scans): MONAI on the whole grid
         full = SpatialResample(mode=spec.interpolation, padding_mode="zeros")(
             _meta(volume), dst_affine=torch.as_tensor(affine, dtype=torch.float64), spatial_size=shape
         )
-        return _volume(full, volume.source), (0, 0, 0)
+        out = np.ascontiguousarray(full.array[0], dtype=np.float32)
+        out[np.abs(out) < 1e-6] = 0.0
+        return Volume(out, np.asarray(affine, dtype=float), volume.source), (0, 0, 0)
     exact = [len(p) < 2 or bool(p[1] > p[0] and np.all(np.abs(p - np.round(p)) < 1e-6)) for p in positions]
     if crop_to_content:
         nonzero = data != 0
