@@ -1,9 +1,11 @@
 """``brainage predict --dask SCHEDULER``: the cases of a batch as tasks on a ``dask.distributed`` cluster.
 
 Each worker loads the model package once (:class:`PredictorPlugin`, a worker plugin, which also sets
-torch to one thread: run one worker per core, or one per GPU). Every case is one task; at most
-``in_flight`` tasks are submitted at a time (by default twice the workers' threads, re-read as
-workers join), and each row comes back as soon as its case finishes, to be saved by the caller.
+torch to one thread: run one worker per core, or one per GPU). Each task is a network batch of cases
+(fewer when there are few cases per worker: :func:`chunk_size`), run by ``Predictor.predict_many`` as in
+the single-process run; at most ``in_flight`` tasks are submitted at a time (by default twice the
+workers' threads, re-read as workers join), and the rows come back as soon as their task finishes,
+to be saved by the caller.
 A case's own failure (corrupt file, failed QC) is a row with ``error`` as in the single-process
 run; a worker that dies has its cases run again elsewhere by the scheduler (up to
 ``distributed.scheduler.allowed-failures`` deaths), and a task that raised is retried
@@ -16,6 +18,7 @@ without Dask, importing it raises an ImportError that says how to install it.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from typing import Callable, Iterator
@@ -28,12 +31,19 @@ WINDOW_REFRESH_S = 5.0
 
 
 try:
+    import dask
     import distributed
 except ImportError as exc:  # the optional extra is not installed
     raise ImportError(
         "--dask needs Dask, an optional extra: pip install '.[cluster]' (in the SlicerBrainAge source folder), "
         "or pip install 'dask[distributed]' dask-jobqueue"
     ) from exc
+
+
+#: Settings for the workers of ``local:N`` (docs/batch.md gives them for other clusters). Dask's nannies set
+#: MALLOC_TRIM_THRESHOLD_=65536 for their workers, which turns off glibc's adaptive mmap threshold: every
+#: scan-sized array is then a fresh mmap and page-faulted anew, which made the network ~2x slower here.
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 class PredictorPlugin(distributed.WorkerPlugin):
@@ -64,15 +74,21 @@ class PredictorPlugin(distributed.WorkerPlugin):
         await asyncio.get_running_loop().run_in_executor(None, self._load)
 
 
-def predict_case(source: str, path: str, age: float | None) -> dict:
-    """One case on a Dask worker: its row (``source`` as given, hash of the bytes taken before reading)."""
+def predict_cases(sources: list[str], paths: list[str], ages: list[float | None], batch_size: int) -> list[dict]:
+    """A few cases on a Dask worker, batched as in the single-process run: their rows (``source`` as given,
+    the hash of each file taken before it is read)."""
     worker = distributed.get_worker()
     predictor = worker.plugins[PLUGIN_NAME].predictor
     if predictor is None:
         raise RuntimeError(f"the model package was not loaded on Dask worker {worker.address}; see that worker's log")
-    sha256 = content_sha256(path)
-    result = predictor.predict_many([path], [age], batch_size=1)[0]
-    return case_row(result.to_row(), sha256, source)
+    hashes = [content_sha256(path) for path in paths]
+    results = predictor.predict_many(paths, ages, batch_size=batch_size)
+    return [case_row(result.to_row(), sha256, source) for result, sha256, source in zip(results, hashes, sources)]
+
+
+def chunk_size(n_cases: int, threads: int, batch_size: int) -> int:
+    """Cases per task: a network batch, but at least two tasks per worker thread so the last ones balance."""
+    return max(1, min(batch_size, math.ceil(n_cases / (2 * max(1, threads)))))
 
 
 def not_run_row(source: str, exc: BaseException) -> dict:
@@ -93,9 +109,10 @@ def connect(scheduler: str):
             n_workers = 0
         if n_workers < 1:
             raise ValueError(f"--dask {scheduler}: give the number of local workers, e.g. local:4")
-        cluster = distributed.LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-        )
+        with dask.config.set(WORKER_CONFIG):
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            )
         return distributed.Client(cluster), cluster
     return distributed.Client(scheduler), None
 
@@ -113,48 +130,49 @@ def predict_on_dask(
     jobs: list[tuple[int, str, float | None]],
     on_row: Callable[[int, dict], None],
     *,
+    batch_size: int = 8,
     in_flight: int | None = None,
     retries: int = 2,
 ) -> None:
     """Run ``jobs`` (index, path as given, age) on workers that :func:`load_on_workers` prepared.
 
-    ``on_row(index, row)`` is called in this thread as each case ends, in the order they end.
+    Each task runs up to ``batch_size`` cases (:func:`chunk_size`); ``on_row(index, row)`` is called in
+    this thread for each case as its task ends, tasks in the order they end.
     """
-    todo: Iterator[tuple[int, str, float | None]] = iter(jobs)
-    running: dict = {}  # future -> (index, source)
+    threads = sum(client.nthreads().values())
+    size = chunk_size(len(jobs), threads, batch_size)
+    chunks: Iterator[list] = (jobs[i : i + size] for i in range(0, len(jobs), size))
+    running: dict = {}  # future -> its jobs
     done = distributed.as_completed()
-    window, checked = 0, 0.0
-
-    def refresh_window() -> int:
-        threads = sum(client.nthreads().values())
-        return in_flight or max(4, 2 * threads)
+    window, checked = max(2, 2 * threads), time.monotonic()
 
     def top_up() -> None:
         nonlocal window, checked
-        if time.monotonic() - checked > WINDOW_REFRESH_S:
-            window, checked = refresh_window(), time.monotonic()
-        while len(running) < window:
-            job = next(todo, None)
-            if job is None:
+        if time.monotonic() - checked > WINDOW_REFRESH_S:  # workers join and leave
+            window, checked = max(2, 2 * sum(client.nthreads().values())), time.monotonic()
+        while len(running) < (in_flight or window):
+            chunk = next(chunks, None)
+            if chunk is None:
                 return
-            index, source, age = job
+            sources = [source for _, source, _ in chunk]
             future = client.submit(
-                predict_case, source, os.path.abspath(source), age,
-                key=f"brainage-case-{index}-{os.getpid()}-{time.time_ns()}", pure=False, retries=retries,
+                predict_cases, sources, [os.path.abspath(s) for s in sources], [age for _, _, age in chunk], batch_size,
+                key=f"brainage-case-{chunk[0][0]}-{os.getpid()}-{time.time_ns()}", pure=False, retries=retries,
             )
-            running[future] = (index, source)
+            running[future] = chunk
             done.add(future)
 
     try:
         top_up()
         for future in done:
-            index, source = running.pop(future)
+            chunk = running.pop(future)
             try:
-                row = future.result()
+                rows = future.result()
             except Exception as exc:  # noqa: BLE001 - the task itself failed (worker deaths, retries used up)
-                row = not_run_row(source, exc)
+                rows = [not_run_row(source, exc) for _, source, _ in chunk]
             future.release()
-            on_row(index, row)
+            for (index, _, _), row in zip(chunk, rows):
+                on_row(index, row)
             top_up()
     finally:
         if running:  # interrupted: leave nothing running on a shared cluster

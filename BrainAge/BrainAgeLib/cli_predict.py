@@ -186,7 +186,8 @@ def _run(args: argparse.Namespace, out: Path, cleanup: contextlib.ExitStack) -> 
                     table.save()
                     saved = time.monotonic()
 
-            predict_on_dask(client, [(i, cases[i].path, age_for(cases[i], ages, args.age)) for i in todo], on_row)
+            predict_on_dask(client, [(i, cases[i].path, age_for(cases[i], ages, args.age)) for i in todo], on_row,
+                            batch_size=args.batch_size)
 
     stopped = save_as_you_go(table, work_on_dask if args.dask else work)
     if table.written and table.saved == set(table.rows):
