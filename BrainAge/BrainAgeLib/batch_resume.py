@@ -22,7 +22,7 @@ since the same bytes give the same error.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import glob
 import json
 import math
@@ -36,6 +36,11 @@ import pandas as pd
 from .errors import OutputError
 from .io import os_error_reason
 from .package import sha256_of
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so a second run on the same --out is not detected
+    fcntl = None
 
 HASH_COLUMN = "source_sha256"
 #: Error prefix of a row whose case was not (completely) run; such a row is always run again by --resume.
@@ -51,6 +56,8 @@ def journal_paths(out: str | os.PathLike) -> list[Path]:
 
 def _in_use(path: Path) -> bool:
     """True while a running brainage holds the journal's lock."""
+    if fcntl is None:
+        return False
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -117,7 +124,8 @@ class RowJournal:
         self.path = self.out.with_name(f"{self.out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}.jsonl")
         try:
             self._file = open(self.path, "x", encoding="utf-8")
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {os_error_reason(exc)}") from exc
 
@@ -139,7 +147,8 @@ class RowJournal:
         self.discard()
         for path in self.earlier:
             path.unlink(missing_ok=True)
-        _fsync(self.out.parent)
+        with contextlib.suppress(OSError):  # the folder's entries too, where the OS lets a folder be fsync'ed
+            _fsync(self.out.parent)
 
     def discard(self) -> None:
         """Close and remove this run's journal (a run that ends in-process has saved or printed every row)."""
