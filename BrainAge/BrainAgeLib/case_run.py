@@ -9,7 +9,6 @@ Slicer's [k, j, i] order next to the IJK-to-RAS matrix, so nothing is re-oriente
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,7 +87,7 @@ def load_outputs(folder: str | os.PathLike, ijk_to_ras: np.ndarray, source: str 
 
     folder = Path(folder)
     record = json.loads((folder / "result.json").read_text())
-    result = PredictionResult(**{k: _nan_from_none(k, v) for k, v in record["result"].items()})
+    result = PredictionResult(**record["result"])  # json writes and reads NaN as Python does
     mask = volume_from_kji(np.load(folder / "brain_mask_kji.npy"), ijk_to_ras, source)
     saliency_file = folder / "saliency_kji.npy"
     saliency = volume_from_kji(np.load(saliency_file), ijk_to_ras, source) if saliency_file.is_file() else None
@@ -100,11 +99,3 @@ def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-_FLOAT_FIELDS = {"predicted_age", "predicted_age_sd", "background_fraction"}
-
-
-def _nan_from_none(key, value):
-    """JSON has no NaN in strict readers; Python writes NaN, but keep None-for-NaN readable too."""
-    return math.nan if key in _FLOAT_FIELDS and value is None else value
