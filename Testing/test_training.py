@@ -316,3 +316,32 @@ def test_a_finished_run_resumed_with_more_epochs_equals_the_longer_run(tmp_path,
     for f in (0, 1):
         pd.testing.assert_frame_equal(a["metrics"][f], b["metrics"][f])
     assert json.loads((out / "config.json").read_text())["epochs"] == 3
+
+
+def test_weight_averaging_exports_the_mean_of_the_epoch_weights(tmp_path, small_cohort):
+    """average_from_epoch: the fold's exported weights are the running mean of the end-of-epoch weights,
+    kept in the checkpoint so a resumed run goes on averaging."""
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "cfg.json", epochs=2, folds=[0], average_from_epoch=2)
+    first = train_cli(small_cohort, out, config)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "weights averaged over epochs 2-2 (1)" in first.stdout
+    fold = out / "fold0"
+    only_epoch2 = load_file(str(fold / "average.safetensors"))
+    epoch2 = torch.load(fold / "checkpoint.pt", weights_only=True)["model"]
+    longer = train_cli(small_cohort, out, config, "--resume", "--epochs", "3")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "weights averaged over epochs 2-3 (2)" in longer.stdout
+    epoch3 = torch.load(fold / "checkpoint.pt", weights_only=True)["model"]
+    average = load_file(str(fold / "average.safetensors"))
+    inner = [k for k, v in average.items() if v.is_floating_point() and not k.startswith("class_layers.out")]
+    assert inner and all(torch.equal(only_epoch2[k], epoch2[k]) for k in inner)
+    assert all(torch.allclose(average[k], (epoch2[k] + epoch3[k]) / 2, atol=1e-6) for k in inner)
+    assert not all(torch.equal(average[k], epoch3[k]) for k in inner)
+    card = json.loads((out / "model" / "model_card.json").read_text())
+    packaged = load_file(str(out / "model" / card["folds"][0]["file"]))
+    assert all(torch.equal(packaged[k], average[k]) for k in average)
+    assert card["folds"][0]["metrics"]["weights"] == "average of epochs 2-3"
+    bad = write_config(tmp_path / "bad.json", epochs=2, average_from_epoch=5)
+    refused = train_cli(small_cohort, tmp_path / "run2", bad)
+    assert refused.returncode == 2 and "average_from_epoch" in refused.stderr

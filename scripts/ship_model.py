@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 
 from BrainAgeLib.package import read_card, save_package  # noqa: E402
 from BrainAgeTrainingLib.config import load_config  # noqa: E402
-from BrainAgeTrainingLib.train_loop import load_best  # noqa: E402
+from BrainAgeTrainingLib.train_loop import load_fold_model  # noqa: E402
 from BrainAgeTrainingLib.release import release_package  # noqa: E402
 
 CREDIT = ("IXI dataset, Information eXtraction from Images (EPSRC GR/S21533/02), brain-development.org; "
@@ -87,9 +87,9 @@ def main(argv=None) -> int:
                                         "corrected = bias line fitted per fold on its validation subjects",
                "training_config": json.loads((run / "config.json").read_text()),
                "cross_validation_residuals": _residuals(args.oof, args.config_name)}
-    with tempfile.TemporaryDirectory() as tmp:  # the float32 reference: each fold's best.safetensors
+    with tempfile.TemporaryDirectory() as tmp:  # the float32 reference: each fold's exported weights
         config = load_config(run / "config.json")
-        models = [load_best(run / f"fold{f['metrics']['cv_fold']}", config) for f in card.folds]
+        models = [load_fold_model(run / f"fold{f['metrics']['cv_fold']}", config) for f in card.folds]
         reference = save_package(Path(tmp) / "float32", models, copy.deepcopy(card))
         result = release_package(reference, dest, inputs, card_updates={"intended_use": INTENDED_USE},
                                  training_data_updates=updates, dtype=args.dtype)

@@ -46,6 +46,9 @@ class TrainConfig:
     lr_factor: float = 0.5  # ReduceLROnPlateau: halve ...
     lr_patience: int = 5  # ... after this many epochs without validation improvement
     loss: str = "mse"
+    # Stochastic weight averaging: export the mean of the weights at the end of every epoch from this one on
+    # (BatchNorm statistics averaged too) instead of the best epoch by validation loss. None: the paper's best epoch.
+    average_from_epoch: int | None = None
     # The network learns (age - mean) / SD of the training ages; the exported weights are folded back to
     # years, so packages are unchanged. Off by default (the paper); it makes short runs (the demo) converge.
     standardize_targets: bool = False
@@ -127,6 +130,8 @@ class TrainConfig:
             problems.append("n_folds must be >= 2 (each fold needs its own validation and test subjects)")
         if self.folds is not None and any(not 0 <= f < self.n_folds for f in self.folds):
             problems.append(f"folds {list(self.folds)} must lie in 0..{self.n_folds - 1}")
+        if self.average_from_epoch is not None and not 1 <= self.average_from_epoch <= self.epochs:
+            problems.append(f"average_from_epoch must lie in 1..epochs ({self.epochs}) or be null")
         if self.loss != "mse":
             problems.append("loss must be 'mse' (the paper's loss)")
         if self.split_by != "subject":
@@ -158,6 +163,9 @@ SETTING_HELP = {
     "lr_factor": "ReduceLROnPlateau: factor applied to the learning rate ...",
     "lr_patience": "... after this many epochs without validation improvement",
     "loss": "training loss: only 'mse' (the paper's)",
+    "average_from_epoch": "export the average of the weights of every epoch from this one on (stochastic weight "
+                          "averaging, BatchNorm statistics averaged too) instead of the best epoch by validation "
+                          "loss (null: the best epoch, the paper)",
     "standardize_targets": "learn (age - mean) / SD of the training ages; the exported weights give years again "
                            "(makes short runs converge; the demo uses it)",
     "n_folds": "cross-validation folds (80/10/10 train/validation/test by subject with 5)",

@@ -7,7 +7,7 @@ Run folder::
     RUN_DIR/data_summary.json      per-source counts, ages, samples
     RUN_DIR/splits.json            subjects of each fold's train/val/test
     RUN_DIR/cache/                 preparation cache (unless cache_dir is set)
-    RUN_DIR/fold<k>/               checkpoint.pt, best.safetensors, metrics.csv, tb/, test_predictions.csv
+    RUN_DIR/fold<k>/               checkpoint.pt, best.safetensors (average.safetensors), metrics.csv, tb/, test_predictions.csv
     RUN_DIR/test_predictions.csv   all folds' test predictions
     RUN_DIR/model/                 the model package (brainage predict --model RUN_DIR/model)
 """
@@ -33,7 +33,7 @@ from .datasets import DatasetReport, load_datasets
 from .ddp import DistContext, barrier, init_distributed, resolve_device, shutdown
 from .export import ExportResult, export_package, per_scan, prediction_rows, regression_metrics, write_table
 from .splits import check_no_leakage, make_splits
-from .train_loop import CachedDataset, load_best, predict_samples, train_fold
+from .train_loop import CachedDataset, load_fold_model, predict_samples, train_fold
 
 
 @dataclass
@@ -181,7 +181,7 @@ def _run(data, run_dir: Path, config: TrainConfig, ctx: DistContext, resume: boo
                             log=log, run_position=(position, len(folds)))
         barrier(ctx)
         if ctx.is_main:
-            model = load_best(fold_dir, config).to(device)
+            model = load_fold_model(fold_dir, config).to(device)
             preds = predict_samples(model, CachedDataset(test, config, fold, train=False), config, DistContext(), device,
                                     max(1, config.batch_size))
             frame = prediction_rows(fold, test, preds)
@@ -190,6 +190,9 @@ def _run(data, run_dir: Path, config: TrainConfig, ctx: DistContext, resume: boo
             scans = per_scan(frame) if len(frame) else frame
             entry = {"cv_fold": fold, "best_epoch": result.best_epoch, "val_loss": result.best_val_loss,
                      "val_mae": best_row.get("val_mae"),
+                     "weights": (f"average of epochs {config.average_from_epoch}-{config.epochs}"
+                                 if config.average_from_epoch else "best epoch"),
+                     "average_val_mae": result.average_val_mae,
                      "test": regression_metrics(frame["predicted_age"], frame["age"]) if len(frame) else {"n": 0},
                      "test_per_scan": regression_metrics(scans["predicted_age"], scans["age"]) if len(frame) else {"n": 0},
                      "subjects": {"train": len(split.train), "val": len(split.val), "test": len(split.test)}}

@@ -2,7 +2,9 @@
 
 The paper's settings by default: MSE loss, Adam (0.9, 0.9) with weight decay 1e-4, lr 1e-4
 halved by ``ReduceLROnPlateau`` after 5 epochs without validation improvement,
-batch 32, 70 epochs, Kaiming init, the best epoch chosen on validation loss.
+batch 32, 70 epochs, Kaiming init, the best epoch chosen on validation loss. With
+``average_from_epoch`` the fold's weights are instead the average of the weights at
+the end of every epoch from that one on (``torch.optim.swa_utils.AveragedModel``).
 
 Every epoch ends with a checkpoint (model, optimizer, scheduler, AMP scaler,
 best-so-far, metric history, RNG states) written atomically, so a run killed at
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
@@ -93,7 +96,8 @@ class FoldResult:
     best_epoch: int
     best_val_loss: float
     history: list[dict] = field(default_factory=list)
-    weights: Path | None = None
+    weights: Path | None = None  # the fold's exported weights: best epoch, or the average (average_from_epoch)
+    average_val_mae: float | None = None  # validation MAE of the averaged weights
 
 
 def _loader(dataset: CachedDataset, sampler: EpochSampler, batch: int, config: TrainConfig, device: torch.device) -> DataLoader:
@@ -205,6 +209,7 @@ def train_fold(
     fold_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = fold_dir / "checkpoint.pt"
     best_path = fold_dir / "best.safetensors"
+    average_path = fold_dir / "average.safetensors"
     model = build_model(config.model, seed=config.seed * 1000 + fold).to(device)
     shift, scale = target_scaling(train_samples, config)
     if config.init_from:
@@ -217,6 +222,7 @@ def train_fold(
                                  weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
                                                            patience=config.lr_patience)
+    averaged = AveragedModel(model, use_buffers=True) if config.average_from_epoch else None
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start_epoch, best_loss, best_epoch, history = 0, math.inf, -1, []
@@ -229,6 +235,8 @@ def train_fold(
         _set_rng_state(state["rng"])
         start_epoch, best_loss, best_epoch = int(state["epoch"]), float(state["best_val_loss"]), int(state["best_epoch"])
         history = list(state["history"])
+        if averaged is not None:
+            averaged.load_state_dict(state["average"])
         if ctx.is_main:
             log(f"fold {fold}: resuming after epoch {start_epoch} (best epoch {best_epoch}, val loss {best_loss:.4f})")
     net: nn.Module = model
@@ -280,6 +288,8 @@ def train_fold(
         improved = val_loss < best_loss
         if improved:
             best_loss, best_epoch = val_loss, epoch + 1
+        if averaged is not None and epoch + 1 >= config.average_from_epoch:
+            averaged.update_parameters(model)
         row = {"epoch": epoch + 1, "train_loss": round(loss_sum / max(count, 1), 6), "val_loss": round(val_loss, 6),
                "val_mae": round(val_mae, 6), "lr": optimizer.param_groups[0]["lr"], "best_epoch": best_epoch,
                "seconds": round(time.perf_counter() - t0, 3), "samples_per_s": round(count / max(train_seconds, 1e-9), 2)}
@@ -291,6 +301,8 @@ def train_fold(
             state = {"epoch": epoch + 1, "model": _plain_state(net), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "best_val_loss": best_loss,
                      "best_epoch": best_epoch, "history": history, "rng": _rng_state()}
+            if averaged is not None:
+                state["average"] = averaged.state_dict()
             with atomic_path(ckpt_path) as tmp:
                 torch.save(state, tmp)
             write_metrics(history, fold_dir / "metrics.csv")
@@ -307,7 +319,16 @@ def train_fold(
         barrier(ctx)
     if writer is not None:
         writer.close()
-    return FoldResult(fold, best_epoch, best_loss, history, best_path)
+    if averaged is None:
+        return FoldResult(fold, best_epoch, best_loss, history, best_path)
+    preds = predict_samples(averaged.module, val_set, config, ctx, device, per_rank_batch, shift, scale)
+    average_mae = float(np.mean([abs(preds[i] - s.age) for i, s in enumerate(val_samples)])) if val_samples else math.nan
+    if ctx.is_main:
+        with atomic_path(average_path) as tmp:
+            save_file(_plain_state(averaged.module, shift, scale), str(tmp))
+        log(f"fold {fold}: weights averaged over epochs {config.average_from_epoch}-{total_epochs} "
+            f"({int(averaged.n_averaged)}), val MAE {average_mae:.2f} y")
+    return FoldResult(fold, best_epoch, best_loss, history, average_path, average_mae)
 
 
 def _tensorboard(path: Path, start_epoch: int, log):
@@ -319,8 +340,13 @@ def _tensorboard(path: Path, start_epoch: int, log):
     return SummaryWriter(str(path), purge_step=start_epoch + 1 if start_epoch else None)
 
 
-def load_best(fold_dir: Path, config: TrainConfig) -> nn.Module:
-    """The best-epoch network of a trained fold (eval mode, CPU)."""
+def fold_weights(fold_dir: Path, config: TrainConfig) -> Path:
+    """The file of a trained fold's exported weights: the average with ``average_from_epoch``, else the best epoch."""
+    return fold_dir / ("average.safetensors" if config.average_from_epoch else "best.safetensors")
+
+
+def load_fold_model(fold_dir: Path, config: TrainConfig) -> nn.Module:
+    """The exported network of a trained fold (eval mode, CPU)."""
     model = build_model(config.model)
-    model.load_state_dict(load_file(str(fold_dir / "best.safetensors")), strict=True)
+    model.load_state_dict(load_file(str(fold_weights(fold_dir, config))), strict=True)
     return model.eval()

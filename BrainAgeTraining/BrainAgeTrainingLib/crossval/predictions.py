@@ -29,7 +29,7 @@ from BrainAgeLib.spec import PreprocessSpec
 from ..cache import PreparationCache, skull_strip_record
 from ..config import load_config
 from ..datasets import load_datasets
-from ..train_loop import load_best
+from ..train_loop import fold_weights, load_fold_model
 
 COLUMNS = ("fold", "subject", "role", "input", "offset", "age", "predicted_age")
 
@@ -52,7 +52,7 @@ def prepare_3d(record, spec: PreprocessSpec, skull_strip: str) -> np.ndarray:
 
 def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *, cache_dir: str | None = None,
                     all_3d: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Rows of :data:`COLUMNS` for every fold of ``run_dir`` that has ``best.safetensors``.
+    """Rows of :data:`COLUMNS` for every fold of ``run_dir`` that has its exported weights (``best.safetensors``, or ``average.safetensors``).
 
     ``data`` defaults to the data the run recorded (``data_summary.json`` does not keep paths,
     so pass the same ``--data`` entries as the run).
@@ -70,10 +70,10 @@ def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *
     rows: list[dict] = []
     for split in splits:
         fold = split["fold"]
-        if not (run_dir / f"fold{fold}" / "best.safetensors").is_file():
+        if not fold_weights(run_dir / f"fold{fold}", config).is_file():
             continue
         roles = {s: "train" for s in split["train"]} | {s: "val" for s in split["val"]} | {s: "test" for s in split["test"]}
-        model = load_best(run_dir / f"fold{fold}", config)
+        model = load_fold_model(run_dir / f"fold{fold}", config)
         chosen = [s for s in samples if s.subject in roles]
         preds = forward_arrays(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)])
         rows += [{"fold": fold, "subject": s.subject, "role": roles[s.subject], "input": "clinical", "offset": s.offset,
