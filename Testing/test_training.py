@@ -325,19 +325,24 @@ def test_weight_averaging_exports_the_mean_of_the_epoch_weights(tmp_path, small_
     config = write_config(tmp_path / "cfg.json", epochs=2, folds=[0], average_from_epoch=2)
     first = train_cli(small_cohort, out, config)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "weights averaged over epochs 2-2 (1)" in first.stdout
+    assert "weights averaged over epochs 2-2 (1, BatchNorm statistics recomputed" in first.stdout
     fold = out / "fold0"
     only_epoch2 = load_file(str(fold / "average.safetensors"))
     epoch2 = torch.load(fold / "checkpoint.pt", weights_only=True)["model"]
     longer = train_cli(small_cohort, out, config, "--resume", "--epochs", "3")
     assert longer.returncode == 0, longer.stderr[-3000:]
-    assert "weights averaged over epochs 2-3 (2)" in longer.stdout
+    assert "weights averaged over epochs 2-3 (2, BatchNorm statistics recomputed" in longer.stdout
     epoch3 = torch.load(fold / "checkpoint.pt", weights_only=True)["model"]
     average = load_file(str(fold / "average.safetensors"))
-    inner = [k for k, v in average.items() if v.is_floating_point() and not k.startswith("class_layers.out")]
+    inner = [k for k, v in average.items() if v.is_floating_point() and "running_" not in k
+             and not k.startswith("class_layers.out")]
     assert inner and all(torch.equal(only_epoch2[k], epoch2[k]) for k in inner)
     assert all(torch.allclose(average[k], (epoch2[k] + epoch3[k]) / 2, atol=1e-6) for k in inner)
     assert not all(torch.equal(average[k], epoch3[k]) for k in inner)
+    # BatchNorm statistics recomputed for the averaged weights: neither epoch's running statistics
+    stats = [k for k in average if "running_mean" in k]
+    assert stats and not any(torch.allclose(average[k], epoch3[k]) or torch.allclose(average[k], epoch2[k]) for k in stats)
+    assert all((average[k.replace("mean", "var")] > 0).all() for k in stats)
     card = json.loads((out / "model" / "model_card.json").read_text())
     packaged = load_file(str(out / "model" / card["folds"][0]["file"]))
     assert all(torch.equal(packaged[k], average[k]) for k in average)

@@ -47,7 +47,8 @@ class TrainConfig:
     lr_patience: int = 5  # ... after this many epochs without validation improvement
     loss: str = "mse"
     # Stochastic weight averaging: export the mean of the weights at the end of every epoch from this one on
-    # (BatchNorm statistics averaged too) instead of the best epoch by validation loss. None: the paper's best epoch.
+    # (BatchNorm statistics then recomputed on the training scans) instead of the best epoch by validation loss.
+    # None: the paper's best epoch.
     average_from_epoch: int | None = None
     # The network learns (age - mean) / SD of the training ages; the exported weights are folded back to
     # years, so packages are unchanged. Off by default (the paper); it makes short runs (the demo) converge.
@@ -164,7 +165,7 @@ SETTING_HELP = {
     "lr_patience": "... after this many epochs without validation improvement",
     "loss": "training loss: only 'mse' (the paper's)",
     "average_from_epoch": "export the average of the weights of every epoch from this one on (stochastic weight "
-                          "averaging, BatchNorm statistics averaged too) instead of the best epoch by validation "
+                          "averaging, BatchNorm statistics then recomputed on the training scans) instead of the best epoch by validation "
                           "loss (null: the best epoch, the paper)",
     "standardize_targets": "learn (age - mean) / SD of the training ages; the exported weights give years again "
                            "(makes short runs converge; the demo uses it)",

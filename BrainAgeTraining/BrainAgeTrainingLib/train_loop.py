@@ -4,7 +4,9 @@ The paper's settings by default: MSE loss, Adam (0.9, 0.9) with weight decay 1e-
 halved by ``ReduceLROnPlateau`` after 5 epochs without validation improvement,
 batch 32, 70 epochs, Kaiming init, the best epoch chosen on validation loss. With
 ``average_from_epoch`` the fold's weights are instead the average of the weights at
-the end of every epoch from that one on (``torch.optim.swa_utils.AveragedModel``).
+the end of every epoch from that one on (``torch.optim.swa_utils.AveragedModel``), with
+the BatchNorm statistics recomputed for those weights on the (unaugmented) training scans
+(``update_bn``), as stochastic weight averaging prescribes.
 
 Every epoch ends with a checkpoint (model, optimizer, scheduler, AMP scaler,
 best-so-far, metric history, RNG states) written atomically, so a run killed at
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
@@ -222,7 +224,7 @@ def train_fold(
                                  weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=config.lr_factor,
                                                            patience=config.lr_patience)
-    averaged = AveragedModel(model, use_buffers=True) if config.average_from_epoch else None
+    averaged = AveragedModel(model) if config.average_from_epoch else None
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start_epoch, best_loss, best_epoch, history = 0, math.inf, -1, []
@@ -321,13 +323,19 @@ def train_fold(
         writer.close()
     if averaged is None:
         return FoldResult(fold, best_epoch, best_loss, history, best_path)
+    # averaged weights need their own BatchNorm statistics: one pass over the training scans as the
+    # network will see them at prediction time (no augmentation), every rank over all of them
+    plain_train = CachedDataset(train_samples, config, fold, train=False)
+    update_bn(_loader(plain_train, EpochSampler(len(plain_train), config.seed, fold, DistContext(), False),
+                      per_rank_batch, config, device), averaged.module, device)
     preds = predict_samples(averaged.module, val_set, config, ctx, device, per_rank_batch, shift, scale)
     average_mae = float(np.mean([abs(preds[i] - s.age) for i, s in enumerate(val_samples)])) if val_samples else math.nan
     if ctx.is_main:
         with atomic_path(average_path) as tmp:
             save_file(_plain_state(averaged.module, shift, scale), str(tmp))
         log(f"fold {fold}: weights averaged over epochs {config.average_from_epoch}-{total_epochs} "
-            f"({int(averaged.n_averaged)}), val MAE {average_mae:.2f} y")
+            f"({int(averaged.n_averaged)}, BatchNorm statistics recomputed on {len(plain_train)} training scans), "
+            f"val MAE {average_mae:.2f} y")
     return FoldResult(fold, best_epoch, best_loss, history, average_path, average_mae)
 
 
