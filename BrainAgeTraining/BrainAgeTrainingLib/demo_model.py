@@ -75,7 +75,7 @@ def installed_demo_model(cache_dir: str | os.PathLike | None = None) -> Path | N
 
 
 def _cohort(out: Path, subjects: int, seed: int, style: str, heads: tuple[str, ...], jobs: int, progress: bool) -> Path:
-    from .synth_cohort import CohortSpec, ensure_cohort
+    from .synth.cohort import CohortSpec, ensure_cohort
 
     return ensure_cohort(CohortSpec(subjects=subjects, seed=seed, styles=(style,), heads=heads), out, jobs=jobs,
                          progress=progress)

@@ -2,7 +2,7 @@
 
 Each subject has a chronological age, a **biological age** = chronological age +
 an individual deviation (the true brain-age gap), and anatomy aged to the
-biological age (see :mod:`synth_ageing`). Cohorts:
+biological age (see :mod:`.ageing`). Cohorts:
 
 ========  ================  ===============  ==============  ====================
 cohort    age (y)           gap mean +- SD   MTL severity     MMSE-like
@@ -40,9 +40,9 @@ from tqdm import tqdm
 
 from BrainAgeLib.io import Volume, atomic_path, save_nifti
 
-from .synth_ageing import LABELS, AgeingBands, AgeingRates, age_anatomy
-from .synth_anatomy import HEAD_SOURCES, HeadTemplate, load_template
-from .synth_scanner import SITES, STYLES, Acquisition, acquire, draw_acquisition, draw_pose
+from .ageing import LABELS, AgeingBands, AgeingRates, age_anatomy
+from .anatomy import HEAD_SOURCES, HeadTemplate, load_template
+from .scanner import SITES, STYLES, Acquisition, acquire, draw_acquisition, draw_pose
 
 PARTICIPANT_COLUMNS = ("participant_id", "age", "sex", "cohort", "site", "acquisition", "biological_age", "mmse",
                        "head", "severity")
@@ -150,7 +150,7 @@ def generate_subject(
     subject: SubjectSpec, spec: CohortSpec, bank: TemplateBank, *, style: str | None = None,
     acquisition: Acquisition | None = None, biological_age: float | None = None,
 ):
-    """Age and image one subject; returns the :class:`~synth_scanner.Scan` and the sidecar dict.
+    """Age and image one subject; returns the :class:`~.scanner.Scan` and the sidecar dict.
 
     ``style``, ``acquisition`` and ``biological_age`` override the drawn values (for
     montages and tests).

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .synth_ageing import AgedAnatomy, ventricle_displacement
-from .synth_anatomy import HeadTemplate
+from .ageing import AgedAnatomy, ventricle_displacement
+from .anatomy import HeadTemplate
 
 STYLES = ("research3d", "clinical2d")
 

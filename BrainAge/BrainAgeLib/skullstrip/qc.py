@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 import nibabel as nib
 import numpy as np
 
-from .io import Volume
-from .qc_policy import qc_flag
+from ..io import Volume
+from ..qc_policy import qc_flag
 
 #: Plausible adult brain (mask) volume, mL; outside it the mask is flagged.
 BRAIN_VOLUME_RANGE_ML = (700.0, 2000.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SkullStripError
+from ..errors import SkullStripError
 
 PACKAGE = "deepbet"
 #: Probability above which a voxel is brain (deepbet's default).
@@ -25,7 +25,7 @@ _INSTALL_HINT = (
 
 
 def version() -> str:
-    from .skullstrip import installed_version
+    from . import installed_version
 
     return installed_version(PACKAGE, "deepbet", _INSTALL_HINT)
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .synth_anatomy import CSF, GM, WM, HeadTemplate
+from .anatomy import CSF, GM, WM, HeadTemplate
 
 
 @dataclass(frozen=True)

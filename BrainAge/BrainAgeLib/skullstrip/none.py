@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from . import __version__
-from .skullstrip_qc import bounding_box
+from .. import __version__
+from .qc import bounding_box
 
 PACKAGE = "slicer-brainage"
 #: Every voxel outside this backend's mask holds the image minimum (the mask is all voxels above it, holes filled).
