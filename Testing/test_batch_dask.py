@@ -145,13 +145,14 @@ def test_without_dask_the_error_says_how_to_install_it(scans, two_fold_package, 
     import importlib
 
     import BrainAgeLib
+    import BrainAgeLib.cli
 
     for name in ("dask", "distributed"):  # as if the cluster extra were not installed
         monkeypatch.setitem(sys.modules, name, None)
-    for name in ("batch_dask", "cli_predict"):
-        monkeypatch.delitem(sys.modules, f"BrainAgeLib.{name}", raising=False)
-        monkeypatch.delattr(BrainAgeLib, name, raising=False)
-    importlib.import_module("BrainAgeLib.cli_predict")  # single-machine use needs no Dask
+    for parent, name in ((BrainAgeLib, "batch_dask"), (BrainAgeLib.cli, "predict")):
+        monkeypatch.delitem(sys.modules, f"{parent.__name__}.{name}", raising=False)
+        monkeypatch.delattr(parent, name, raising=False)
+    importlib.import_module("BrainAgeLib.cli.predict")  # single-machine use needs no Dask
     out = tmp_path / "results.csv"
     assert predict(scans, two_fold_package, out, "--dask", "local:2") == 2
     assert "pip install '.[cluster]'" in capsys.readouterr().err

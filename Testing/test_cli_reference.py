@@ -66,7 +66,7 @@ def _read_variables() -> set[str]:
 
 
 def test_every_environment_variable_read_is_in_the_reference():
-    from BrainAgeLib.cli_tables import ENVIRONMENT, SETUP_ENVIRONMENT
+    from BrainAgeLib.cli.tables import ENVIRONMENT, SETUP_ENVIRONMENT
 
     read = _read_variables()
     assert {"BRAINAGE_CACHE", "BRAINAGE_SAMPLE_DATA", "BRAINAGE_DEFAULT_MODEL", "BRAINAGE_TORCH"} <= read
@@ -104,13 +104,12 @@ def _returned_statuses(path: Path, functions: set[str]) -> set[int]:
 
 def test_every_exit_status_the_code_returns_is_in_the_table():
     from BrainAgeLib.cli import COMMAND_MODULES
-    from BrainAgeLib.cli_tables import EXIT_CODES
+    from BrainAgeLib.cli.tables import EXIT_CODES
 
     for module in COMMAND_MODULES:
-        package, name = module.split(".")
-        folder = ROOT / ("BrainAge" if package == "BrainAgeLib" else "BrainAgeTraining") / package
-        command = name.removeprefix("cli_")
-        returned = _returned_statuses(folder / f"{name}.py", {"run", "_run"})
+        package, _, command = module.split(".")
+        folder = ROOT / ("BrainAge" if package == "BrainAgeLib" else "BrainAgeTraining") / package / "cli"
+        returned = _returned_statuses(folder / f"{command}.py", {"run", "_run"})
         assert 0 in returned and returned <= set(EXIT_CODES[command]), (command, returned)
     batch = runpy.run_path(str(ROOT / "BrainAge" / "Scripts" / "batch.py"), run_name="batch")
     returned = _returned_statuses(ROOT / "BrainAge" / "Scripts" / "batch.py", {"main", "run"})

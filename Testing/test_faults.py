@@ -28,7 +28,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from BrainAgeLib import cli_predict, model_registry, predict
+from BrainAgeLib import model_registry, predict
+from BrainAgeLib.cli import predict as cli_predict
 from BrainAgeLib.skullstrip import none as skullstrip_none
 from BrainAgeLib.cli import main
 from BrainAgeLib.errors import ChecksumError, ModelPackageError, SkullStripError

@@ -1,6 +1,6 @@
 """Write docs/cli.md from the code: every ``brainage`` sub-command and the two Scripts' argparse
 definitions (flags, values, defaults, help), the exit statuses and environment variables of
-BrainAgeLib.cli_tables, and the training settings of BrainAgeTrainingLib.config.
+BrainAgeLib.cli.tables, and the training settings of BrainAgeTrainingLib.config.
 
     .venv/bin/python scripts/make_cli_reference.py           # (re)write docs/cli.md
     .venv/bin/python scripts/make_cli_reference.py --check   # exit 1 when docs/cli.md is not up to date
@@ -128,7 +128,7 @@ def settings_section() -> list[str]:
 
 
 def environment_section() -> list[str]:
-    from BrainAgeLib.cli_tables import ENVIRONMENT, SETUP_ENVIRONMENT
+    from BrainAgeLib.cli.tables import ENVIRONMENT, SETUP_ENVIRONMENT
 
     lines = ["## Environment variables", "", "Read by BrainAge (the commands, the Scripts and the Slicer modules):", "",
              "| variable | meaning |", "|---|---|"]
@@ -140,7 +140,7 @@ def environment_section() -> list[str]:
 
 
 def render() -> str:
-    from BrainAgeLib.cli_tables import EXIT_CODES
+    from BrainAgeLib.cli.tables import EXIT_CODES
 
     parsers = brainage_parsers()
     main = parsers.pop("brainage")

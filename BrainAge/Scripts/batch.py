@@ -43,7 +43,7 @@ if str(MODULE_DIR) not in sys.path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from BrainAgeLib.cli_tables import exit_status_text
+    from BrainAgeLib.cli.tables import exit_status_text
 
     parser = argparse.ArgumentParser(prog="batch.py", description="Batch brain age (BrainAge module)",
                                      epilog=exit_status_text(EXIT_CODES))

@@ -2,8 +2,9 @@
 
 For each scan and method: the area under the ROC curve of voxel saliency against the ageing map
 (voxels whose tissue changed vs unchanged, inside the brain), the share of saliency inside the
-brain, the seconds it took, and the years each region moves the age (occlusion). Used by
-``benchmarks/saliency_truth.py``.
+brain, the seconds it took, and the years each region moves the age (occlusion); and how much the
+map of one 3D scan changes with the slicing offset of its thick-slice versions. Used by
+``benchmarks/saliency_truth.py`` and ``benchmarks/saliency_offsets.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from BrainAgeLib.io import Volume
-from BrainAgeLib.saliency import fraction_inside, smooth_for_display
+from BrainAgeLib.saliency import fraction_inside, smooth_for_display, to_reference_grid, top_percent
+from BrainAgeLib.slicing import synthetic_clinical_scans
 
 #: An ageing-map voxel counts as aged from this value: at least half its tissue relabelled, or moved >= 1.5 mm.
 #: (The map is max(relabelled tissue fraction, ventricular displacement / 3 mm); the smooth displacement field
@@ -54,3 +56,33 @@ def score_methods(predictor, case, truth: Volume, brain: np.ndarray, methods, **
                                   voxel_auc(shown, truth.data, brain, AGED_FROM), fraction_inside(sal.on_input.data, brain),
                                   seconds))
     return scores
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return float(2 * np.logical_and(a, b).sum() / total) if total else float("nan")
+
+
+def offset_consistency(predictor, brain: Volume, truth: Volume, mask: np.ndarray, method: str, gap_mm: float = 7.0,
+                       top: float = 10.0, **method_kwargs) -> dict:
+    """One 3D brain cut into thick axial scans at every slicing offset (the method's synthetic slicing):
+    each offset's map, brought back to the 3D scan's grid and smoothed for display, against the others.
+
+    Returns the number of offsets, the pairwise Pearson r of the maps inside the brain (median, min), the
+    pairwise Dice of their top ``top`` % (median, min), and each offset's AUC against the ageing map
+    (median, min, max).
+    """
+    inside = mask > 0
+    maps = []
+    for scan in synthetic_clinical_scans(brain, gap_mm):
+        case = predictor.prepare_volume(scan)
+        sal = predictor.saliency(case, method, **method_kwargs)
+        maps.append(smooth_for_display(to_reference_grid(sal.model_grid, case.prepared.affine, brain)).data)
+    pairs = np.triu_indices(len(maps), 1)
+    r = np.corrcoef(np.stack([m[inside] for m in maps]))[pairs]
+    tops = [top_percent(m, top, inside) for m in maps]
+    dices = np.array([dice(tops[i], tops[j]) for i, j in zip(*pairs)])
+    aucs = np.array([voxel_auc(m, truth.data, inside, AGED_FROM) for m in maps])
+    return {"method": method, "offsets": len(maps), "pair_r_median": float(np.median(r)), "pair_r_min": float(r.min()),
+            "top_dice_median": float(np.median(dices)), "top_dice_min": float(dices.min()),
+            "auc_median": float(np.median(aucs)), "auc_min": float(aucs.min()), "auc_max": float(aucs.max())}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from .synth.anatomy import HEAD_SOURCES
-from .synth.cohort import COHORTS, CohortSpec, write_cohort
-from .synth.scanner import STYLES
+from ..synth.anatomy import HEAD_SOURCES
+from ..synth.cohort import COHORTS, CohortSpec, write_cohort
+from ..synth.scanner import STYLES
 
 
 def _names(text: str, allowed, what: str) -> tuple[str, ...]:

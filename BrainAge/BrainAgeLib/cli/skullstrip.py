@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BrainAgeError
-from .io import atomic_path, load_nifti, save_nifti
-from .skullstrip import BACKENDS, DEFAULT_BACKEND, skull_strip
+from ..errors import BrainAgeError
+from ..io import atomic_path, load_nifti, save_nifti
+from ..skullstrip import BACKENDS, DEFAULT_BACKEND, skull_strip
 
 #: Exit status when the mask was written but its QC flagged it.
 EXIT_QC_FLAGGED = 3

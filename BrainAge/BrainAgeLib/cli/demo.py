@@ -14,16 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .bundled_models import default_model_path
-from .io import Volume, load_volume, save_nifti
-from .predict import Predictor, prepare_case
-from .report import qc_figure
-from .saliency.occlusion import effects_text
-from .sample_data import sample_path
-from .skullstrip import available_backends
-from .slicing import synthetic_clinical_scans
-from .spec import PreprocessSpec
-from .tables import write_rows
+from ..bundled_models import default_model_path
+from ..io import Volume, load_volume, save_nifti
+from ..predict import Predictor, prepare_case
+from ..report import qc_figure
+from ..saliency.occlusion import effects_text
+from ..sample_data import sample_path
+from ..skullstrip import available_backends
+from ..slicing import synthetic_clinical_scans
+from ..spec import PreprocessSpec
+from ..tables import write_rows
 
 
 def register(subparsers) -> None:

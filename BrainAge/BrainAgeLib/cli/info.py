@@ -7,8 +7,8 @@ import json
 import sys
 from dataclasses import asdict
 
-from .errors import ModelPackageError
-from .package import load_package, read_card
+from ..errors import ModelPackageError
+from ..package import load_package, read_card
 
 
 def register(subparsers) -> None:

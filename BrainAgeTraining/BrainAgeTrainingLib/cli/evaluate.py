@@ -8,8 +8,8 @@ import sys
 from BrainAgeLib.calibration import METHODS
 from BrainAgeLib.errors import BrainAgeError
 
-from .evaluate import Columns, EvaluationError, Options, evaluate, join_participants, read_table, write_outputs
-from .evaluate.columns import DEFAULTS, MEANING, OPTIONS
+from ..evaluate import Columns, EvaluationError, Options, evaluate, join_participants, read_table, write_outputs
+from ..evaluate.columns import DEFAULTS, MEANING, OPTIONS
 
 
 def register(subparsers) -> None:

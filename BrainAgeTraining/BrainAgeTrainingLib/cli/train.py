@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config, read_config_file
-from .datasets import DatasetError
+from ..config import ConfigError, load_config, read_config_file
+from ..datasets import DatasetError
 
 
 def register(subparsers) -> None:
@@ -55,7 +55,7 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .runner import run_training
+    from ..runner import run_training
 
     try:
         config = resolve_config(args)

@@ -10,18 +10,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .batch_resume import RowJournal, case_row, content_sha256, earlier_rows
-from .bundled_models import default_model_path
-from .calibration import load_calibration
-from .errors import BrainAgeError
-from .inputs import age_for, case_key, expand_inputs, read_ages
-from .io import save_nifti
-from .package import read_card
-from .predict import PRECISIONS, Predictor
-from .reports import write_case_report
-from .saliency import DEFAULT_METHOD as DEFAULT_SALIENCY
-from .saliency import METHODS as SALIENCY_METHODS
-from .tables import ResultsTable, check_writable, save_as_you_go
+from ..batch_resume import RowJournal, case_row, content_sha256, earlier_rows
+from ..bundled_models import default_model_path
+from ..calibration import load_calibration
+from ..errors import BrainAgeError
+from ..inputs import age_for, case_key, expand_inputs, read_ages
+from ..io import save_nifti
+from ..package import read_card
+from ..predict import PRECISIONS, Predictor
+from ..reports import write_case_report
+from ..saliency import DEFAULT_METHOD as DEFAULT_SALIENCY
+from ..saliency import METHODS as SALIENCY_METHODS
+from ..tables import ResultsTable, check_writable, save_as_you_go
 
 SKULL_STRIP_CHOICES = ("hd-bet", "deepbet", "none")
 #: With --dask, rows are journaled as they come; the results file itself is rewritten at most this often.
@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace, out: Path, cleanup: contextlib.ExitStack) -> 
             )
 
     def work_on_dask() -> None:
-        from .batch_dask import predict_on_dask
+        from ..batch_dask import predict_on_dask
 
         saved = time.monotonic()
         with tqdm(total=len(todo), desc="brain age (dask)", unit="scan") as bar:
@@ -205,7 +205,7 @@ def _run(args: argparse.Namespace, out: Path, cleanup: contextlib.ExitStack) -> 
 @contextlib.contextmanager
 def _dask_client(scheduler: str, settings: dict):
     """A Client (and LocalCluster for local:N) whose workers have loaded the model; closed on leaving."""
-    from . import batch_dask
+    from .. import batch_dask
 
     client, cluster = batch_dask.connect(scheduler)
     try:

@@ -7,9 +7,9 @@ import sys
 
 import pandas as pd
 
-from .calibration import METHODS, fit_calibration, save_calibration
-from .errors import BrainAgeError, CalibrationError, ModelPackageError
-from .package import read_card, write_card
+from ..calibration import METHODS, fit_calibration, save_calibration
+from ..errors import BrainAgeError, CalibrationError, ModelPackageError
+from ..package import read_card, write_card
 
 
 def register(subparsers) -> None:

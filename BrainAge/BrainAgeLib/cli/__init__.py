@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
-from .cli_tables import EXIT_CODES, exit_status_text
+from .tables import EXIT_CODES, exit_status_text
 
 #: Modules that register sub-commands, in the order shown by ``--help``.
 #: A module that cannot be imported (an optional extra missing) is skipped.
 COMMAND_MODULES = (
-    "BrainAgeLib.cli_predict",
-    "BrainAgeLib.cli_calibrate",
-    "BrainAgeLib.cli_info",
-    "BrainAgeLib.cli_skullstrip",
-    "BrainAgeLib.cli_demo",
-    "BrainAgeTrainingLib.cli_synth",
-    "BrainAgeTrainingLib.cli_train",
-    "BrainAgeTrainingLib.cli_evaluate",
+    "BrainAgeLib.cli.predict",
+    "BrainAgeLib.cli.calibrate",
+    "BrainAgeLib.cli.info",
+    "BrainAgeLib.cli.skullstrip",
+    "BrainAgeLib.cli.demo",
+    "BrainAgeTrainingLib.cli.synth",
+    "BrainAgeTrainingLib.cli.train",
+    "BrainAgeTrainingLib.cli.evaluate",
 )
 
 
@@ -56,6 +55,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return int(args.func(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

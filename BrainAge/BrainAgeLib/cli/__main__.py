@@ -1,0 +1,7 @@
+"""``python -m BrainAgeLib.cli``: the ``brainage`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
