@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from BrainAgeLib.io import Volume, save_nifti
 from BrainAgeLib.model import build_model
 from BrainAgeTrainingLib.crossval.baselines import baseline_predictions, brain_measures
-from BrainAgeTrainingLib.crossval.metrics import (add_fold_correction, bootstrap_ci, mae_by_decade,
+from BrainAgeTrainingLib.crossval.metrics import (add_fold_correction, average_runs, bootstrap_ci, mae_by_decade,
                                                   regression_summary, score)
 from BrainAgeTrainingLib.config import ConfigError, TrainConfig
 from BrainAgeTrainingLib.datasets import discover_bids
@@ -63,6 +63,19 @@ def test_fold_correction_removes_a_known_bias_and_ignores_test_rows():
     again = add_fold_correction(wrecked)
     shift = again.loc[again["role"] == "test", "corrected_age"] - corrected.loc[corrected["role"] == "test", "corrected_age"]
     assert np.allclose(shift, 100)
+
+
+def test_an_ensemble_of_runs_averages_matching_rows_only():
+    base = _frame()
+    a = base.assign(config="a")
+    b = base.assign(config="b", predicted_age=base["predicted_age"] + 2.0).iloc[1:]  # one row not predicted by b
+    both = average_runs(pd.concat([a, b], ignore_index=True), ["a", "b"], "a+b")
+    assert len(both) == len(base) - 1 and set(both["config"]) == {"a+b"}
+    merged = both.merge(a, on=["fold", "subject", "role", "input", "offset"], suffixes=("", "_a"))
+    assert np.allclose(merged["predicted_age"], merged["predicted_age_a"] + 1.0)
+    assert both["corrected_age"].notna().all()  # corrected again, fold by fold
+    with pytest.raises(ValueError, match="c"):
+        average_runs(a, ["a", "c"], "a+c")
 
 
 def test_subject_bootstrap_moves_all_rows_of_a_subject_together():

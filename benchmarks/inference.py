@@ -15,7 +15,7 @@ untrained (speed does not depend on them) but scaled to an age-like output, so t
 - 'auto': bf16 + channels_last where the CPU has native bf16 and ages stay within 0.1 y of
   fp32 (the check is made once, before the timed runs, and its result printed), else fp32
 
-Run:  .venv/bin/python benchmarks/inference.py [--repeats 3] [--batch 8] [--batches 3] [--network paper|compact] [--precisions fp32 auto]
+Run:  .venv/bin/python benchmarks/inference.py [--repeats 3] [--batch 8] [--batches 3] [--network paper|compact|xs] [--precisions fp32 auto]
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The shipped compact model's network (benchmarks/configs/ixi_xs.yaml).
-NETWORKS = {"paper": None, "compact": {"init_features": 16, "growth_rate": 16, "block_config": [3, 6, 12, 8]}}
+#: The paper's network, the shipped compact model's (benchmarks/configs/ixi_xxs.yaml) and the larger compact size
+#: measured beside it (benchmarks/configs/ixi_xs.yaml).
+NETWORKS = {"paper": None, "compact": {"init_features": 8, "growth_rate": 8, "block_config": [3, 6, 12, 8]},
+            "xs": {"init_features": 16, "growth_rate": 16, "block_config": [3, 6, 12, 8]}}
 
 
 def make_package(path: Path, folds: int, config: dict | None) -> Path:
@@ -122,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--network", choices=sorted(NETWORKS), default="paper", help="paper: DenseNet-169 (20.4 M); compact: the ixi-xs network")
+    parser.add_argument("--network", choices=sorted(NETWORKS), default="paper", help="paper: DenseNet-169 (20.4 M); compact: the shipped ixi-hh-densenet-xxs network; xs: the larger compact size")
     parser.add_argument("--package", help="a trained model package instead (its first fold is the '1 model' row, all folds the ensemble row)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"], help="fp32, bf16, auto")
     parser.add_argument("--batches", type=int, default=3, help="batches in the steady-state batch measurement")

@@ -10,6 +10,7 @@ the same folds, and optionally any model package scored on every subject (e.g. t
         --run xs=RUNS/ixi_xs --run xxs=RUNS/ixi_xxs --package demo=~/.cache/slicer-brainage/demo-model-v2/run/model \\
         --out docs/results/ixi --figure Resources/ixi_crossval.png
 
+``--run NAME=RUN_DIR:best`` scores a weight-averaging run's best epochs; ``--ensemble NAME=RUN1+RUN2`` also scores the mean prediction of runs trained on the same folds.
 Recompute the table from the committed out-of-fold predictions alone (no data, no training):
 
     .venv/bin/python benchmarks/real_cv.py --from-csv docs/results/ixi/oof_predictions.csv
@@ -28,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 
-from BrainAgeTrainingLib.crossval.metrics import add_fold_correction, mae_by_decade, score  # noqa: E402
+from BrainAgeTrainingLib.crossval.metrics import add_fold_correction, average_runs, mae_by_decade, score  # noqa: E402
 from cpu_info import cpu_model_and_flags  # noqa: E402  (benchmarks/, the script's own folder)
 
 
@@ -98,11 +99,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", help="the runs' --data entries")
     p.add_argument("--cache-dir", help="the runs' preparation cache")
-    p.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR")
+    p.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
+                   help="a run folder; RUN_DIR:best scores its best epochs where it exports averaged weights")
     p.add_argument("--package", action="append", default=[], metavar="NAME=PACKAGE", help="a package scored on every subject")
     p.add_argument("--measures", help="CSV of brain measures saved by an earlier run (skips measuring the scans)")
     p.add_argument("--baselines-from", help="run folder whose splits.json the baselines use (default: the first run)")
     p.add_argument("--from-csv", help="recompute from an out-of-fold predictions CSV written by this script")
+    p.add_argument("--ensemble", action="append", default=[], metavar="NAME=RUN1+RUN2",
+                   help="also score the mean prediction of these runs (trained on the same folds) as NAME")
     p.add_argument("--out", help="folder for oof_predictions.csv, summary.json, table.md")
     p.add_argument("--figure", help="PNG of the first run's cross-validation")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (subjects)")
@@ -119,10 +123,12 @@ def main(argv=None) -> int:
         frames = []
         for item in args.run:
             name, run_dir = item.split("=", 1)
-            oof = run_predictions(run_dir, args.data, cache_dir=args.cache_dir)
+            best = run_dir.endswith(":best")
+            run_dir = run_dir.removesuffix(":best")
+            oof = run_predictions(run_dir, args.data, cache_dir=args.cache_dir, best_epoch=best)
             frames.append(add_fold_correction(oof).assign(config=name))
             stats[name] = run_stats(Path(run_dir))
-        first = Path(args.baselines_from or args.run[0].split("=", 1)[1])
+        first = Path(args.baselines_from or args.run[0].split("=", 1)[1].removesuffix(":best"))
         splits = json.loads((first / "splits.json").read_text())
         measures = pd.read_csv(args.measures) if args.measures else measure_records(load_datasets(args.data).records)
         frames.append(baseline_predictions(measures, splits).assign(config="baselines", corrected_age=np.nan))
@@ -131,6 +137,9 @@ def main(argv=None) -> int:
             frames.append(package_predictions(name, str(Path(package).expanduser()), args.data, args.cache_dir)
                           .assign(corrected_age=np.nan))
         frame = pd.concat(frames, ignore_index=True)
+    for item in args.ensemble:
+        name, members = item.split("=", 1)
+        frame = pd.concat([frame, average_runs(frame, members.split("+"), name)], ignore_index=True)
     text, records = table(frame, stats, args.bootstrap)
     header = (f"CPU: {cpu_model_and_flags()[0]}; test subjects of each fold; CIs: {args.bootstrap} bootstrap resamples of subjects; "
               "corrected: bias line fitted per fold on its validation subjects")

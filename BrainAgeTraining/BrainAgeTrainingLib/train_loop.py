@@ -348,13 +348,14 @@ def _tensorboard(path: Path, start_epoch: int, log):
     return SummaryWriter(str(path), purge_step=start_epoch + 1 if start_epoch else None)
 
 
-def fold_weights(fold_dir: Path, config: TrainConfig) -> Path:
-    """The file of a trained fold's exported weights: the average with ``average_from_epoch``, else the best epoch."""
-    return fold_dir / ("average.safetensors" if config.average_from_epoch else "best.safetensors")
+def fold_weights(fold_dir: Path, config: TrainConfig, best_epoch: bool = False) -> Path:
+    """The file of a trained fold's exported weights: the average with ``average_from_epoch``, else (or with
+    ``best_epoch``) the best epoch's."""
+    return fold_dir / ("average.safetensors" if config.average_from_epoch and not best_epoch else "best.safetensors")
 
 
-def load_fold_model(fold_dir: Path, config: TrainConfig) -> nn.Module:
-    """The exported network of a trained fold (eval mode, CPU)."""
+def load_fold_model(fold_dir: Path, config: TrainConfig, best_epoch: bool = False) -> nn.Module:
+    """The exported network of a trained fold (eval mode, CPU); ``best_epoch``: the best epoch's even when averaged."""
     model = build_model(config.model)
-    model.load_state_dict(load_file(str(fold_weights(fold_dir, config))), strict=True)
+    model.load_state_dict(load_file(str(fold_weights(fold_dir, config, best_epoch))), strict=True)
     return model.eval()

@@ -50,6 +50,20 @@ def add_fold_correction(frame: pd.DataFrame, *, fit_roles: tuple[str, ...] = ("v
     return out
 
 
+def average_runs(frame: pd.DataFrame, configs: list[str], name: str) -> pd.DataFrame:
+    """Rows of a new configuration ``name`` whose predicted age is the mean of ``configs``' predictions of the same
+    (fold, subject, role, input, offset): an ensemble of runs trained on the same folds, so every member of a fold
+    left that fold's test subjects out. Only rows that every member predicted; corrected as :func:`add_fold_correction`."""
+    keys = ["fold", "subject", "role", "input", "offset", "age"]
+    members = frame[frame["config"].isin(configs)]
+    missing = sorted(set(configs) - set(members["config"]))
+    if missing:
+        raise ValueError(f"no predictions of {missing} to average")
+    grouped = members.groupby(keys, as_index=False).agg(predicted_age=("predicted_age", "mean"), n=("config", "nunique"))
+    complete = grouped[grouped["n"] == len(configs)].drop(columns="n")
+    return add_fold_correction(complete).assign(config=name)
+
+
 def bootstrap_ci(frame: pd.DataFrame, metric: str, column: str = "predicted_age", *, n_resamples: int = 2000,
                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile CI of ``metric`` with **subjects** resampled (all rows of a subject move together)."""

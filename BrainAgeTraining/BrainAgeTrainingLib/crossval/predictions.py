@@ -51,11 +51,12 @@ def prepare_3d(record, spec: PreprocessSpec, skull_strip: str) -> np.ndarray:
 
 
 def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *, cache_dir: str | None = None,
-                    all_3d: bool = False, progress: bool = True) -> pd.DataFrame:
+                    all_3d: bool = False, progress: bool = True, best_epoch: bool = False) -> pd.DataFrame:
     """Rows of :data:`COLUMNS` for every fold of ``run_dir`` that has its exported weights (``best.safetensors``, or ``average.safetensors``).
 
     ``data`` defaults to the data the run recorded (``data_summary.json`` does not keep paths,
-    so pass the same ``--data`` entries as the run).
+    so pass the same ``--data`` entries as the run). ``best_epoch``: the best epoch's weights even where the run
+    exports averaged ones.
     """
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.json")
@@ -70,10 +71,10 @@ def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *
     rows: list[dict] = []
     for split in splits:
         fold = split["fold"]
-        if not fold_weights(run_dir / f"fold{fold}", config).is_file():
+        if not fold_weights(run_dir / f"fold{fold}", config, best_epoch).is_file():
             continue
         roles = {s: "train" for s in split["train"]} | {s: "val" for s in split["val"]} | {s: "test" for s in split["test"]}
-        model = load_fold_model(run_dir / f"fold{fold}", config)
+        model = load_fold_model(run_dir / f"fold{fold}", config, best_epoch)
         chosen = [s for s in samples if s.subject in roles]
         preds = forward_arrays(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)])
         rows += [{"fold": fold, "subject": s.subject, "role": roles[s.subject], "input": "clinical", "offset": s.offset,
