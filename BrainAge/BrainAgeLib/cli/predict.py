@@ -14,13 +14,13 @@ from ..batch_resume import RowJournal, case_row, content_sha256, earlier_rows
 from ..bundled_models import default_model_path
 from ..calibration import load_calibration
 from ..errors import BrainAgeError
-from ..inputs import age_for, case_key, expand_inputs, read_ages
-from ..io import save_nifti
+from ..inputs import age_for, expand_inputs, read_ages
 from ..package import read_card
 from ..predict import PRECISIONS, Predictor
 from ..reports import write_case_report
 from ..saliency import DEFAULT_METHOD as DEFAULT_SALIENCY
 from ..saliency import METHODS as SALIENCY_METHODS
+from ..saliency.files import write_saliency
 from ..tables import ResultsTable, check_writable, save_as_you_go
 
 SKULL_STRIP_CHOICES = ("hd-bet", "deepbet", "none")
@@ -121,16 +121,14 @@ def _run(args: argparse.Namespace, out: Path, cleanup: contextlib.ExitStack) -> 
             effects = predictor.region_effects(case)
             extra.setdefault(result.source, {}).update({f"region_{name}_y": round(value, 3) for name, value in effects.items()})
         if saliency_dir or report_dir:
-            write_saliency(case, result)
+            saliency_and_report(case, result)
 
-    def write_saliency(case, result) -> None:
+    def saliency_and_report(case, result) -> None:
         sal = None
         try:
             sal = predictor.saliency(case, args.saliency_method)
             if saliency_dir:
-                path = saliency_dir / f"{case_key(case.volume.source)}_saliency.nii.gz"
-                save_nifti(sal.on_input, path, description=f"brainage saliency {sal.method}; mask {case.skull_strip}")
-                extra.setdefault(result.source, {}).update({"saliency_path": str(path), "saliency_method": sal.method, "saliency_inside_brain": round(sal.inside_brain, 4)})
+                extra.setdefault(result.source, {}).update(write_saliency(sal, case, saliency_dir))
         except (BrainAgeError, OSError, RuntimeError, ValueError) as exc:
             result.qc_flags.append(f"saliency: failed: {exc}")
         if report_dir:
