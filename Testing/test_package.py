@@ -1,6 +1,7 @@
 """Model packages: safetensors round trip, checksums, and refusal of pickles."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -153,3 +154,82 @@ def test_half_precision_files_load_as_float32(tmp_path):
     x = torch.randn(1, 1, 80, 120, 40, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert torch.allclose(loaded(x), model.float()(x), atol=1e-4)
+
+
+def test_an_unchanged_package_is_hashed_once_and_any_change_is_hashed_again(package_copy, user_cache, monkeypatch):
+    import BrainAgeLib.package as package_module
+
+    hashed = []
+    real = package_module.sha256_of
+    monkeypatch.setattr(package_module, "sha256_of", lambda path: hashed.append(Path(path).name) or real(path))
+    load_package(package_copy)
+    assert sorted(hashed) == ["fold0.safetensors", "fold1.safetensors"]
+    assert (user_cache / "digests.json").is_file()
+    hashed.clear()
+    again = load_package(package_copy)
+    assert hashed == [] and len(again.models) == 2  # verified before, unchanged: not hashed
+    # tamper with one byte and put the modification time back: the status-change time still differs
+    weights = package_copy / "fold1.safetensors"
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ChecksumError, match="fold1.safetensors"):
+        load_package(package_copy)
+    assert hashed == ["fold1.safetensors"]
+
+
+def test_an_unwritable_digest_record_only_means_hashing_every_time(package_copy, tmp_path, monkeypatch):
+    import BrainAgeLib.package as package_module
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("BRAINAGE_CACHE", str(blocker))  # the record cannot be written below a file
+    hashed = []
+    real = package_module.sha256_of
+    monkeypatch.setattr(package_module, "sha256_of", lambda path: hashed.append(path) or real(path))
+    for _ in range(2):
+        assert len(load_package(package_copy).models) == 2
+    assert len(hashed) == 4
+
+
+def test_fast_assignment_equals_load_state_dict_and_refuses_what_it_refuses(two_fold_package):
+    from safetensors.torch import load_file
+
+    from BrainAgeLib.model import empty_model
+    from BrainAgeLib.package import assign_state
+
+    card = read_card(two_fold_package)
+    state = load_file(str(two_fold_package / "fold1.safetensors"))
+    ours, theirs = empty_model(card.architecture["config"]), empty_model(card.architecture["config"])
+    assign_state(ours, dict(state))
+    theirs.load_state_dict(dict(state), strict=True, assign=True)
+    assert {k: v.data_ptr() for k, v in ours.state_dict().items()} == {k: v.data_ptr() for k, v in state.items()}  # no copy
+    assert [n for n, p in ours.named_parameters() if p.requires_grad] == [n for n, _ in theirs.named_parameters()]
+    x = torch.randn(1, 1, 80, 120, 40, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(ours.eval()(x), theirs.eval()(x))
+    first = next(iter(state))
+    with pytest.raises(RuntimeError, match="missing keys"):
+        assign_state(empty_model(card.architecture["config"]), {k: v for k, v in state.items() if k != first})
+    with pytest.raises(RuntimeError, match="unexpected keys"):
+        assign_state(empty_model(card.architecture["config"]), {**state, "extra.weight": torch.zeros(1)})
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        assign_state(empty_model(card.architecture["config"]), {**state, first: torch.zeros(2, 2)})
+
+
+def test_weights_of_another_size_are_a_package_error(package_copy):
+    from safetensors.torch import load_file, save_file
+
+    weights = package_copy / "fold0.safetensors"
+    state = load_file(str(weights))
+    key = next(k for k, v in state.items() if v.ndim > 1)
+    save_file({**state, key: torch.zeros(*state[key].shape[:-1], state[key].shape[-1] + 1)}, str(weights))
+    card = json.loads((package_copy / CARD_NAME).read_text())
+    from BrainAgeLib.file_digests import sha256_of
+
+    card["folds"][0]["sha256"] = sha256_of(weights)
+    (package_copy / CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(ModelPackageError, match="do not fit the card's architecture"):
+        load_package(package_copy)

@@ -34,8 +34,8 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import OutputError
+from .file_digests import sha256_of
 from .io import os_error_reason
-from .package import sha256_of
 
 try:
     import fcntl

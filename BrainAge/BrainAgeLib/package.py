@@ -12,11 +12,8 @@ sha256 is checked against the card, and pickle-based checkpoints are refused.
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
-import hashlib
 import json
-import mmap
 import os
 import shutil
 import tempfile
@@ -30,6 +27,7 @@ from torch import nn
 
 from . import __version__
 from .errors import ChecksumError, ModelPackageError, UnsafeWeightsError
+from .file_digests import file_identity, known_digests, remember_digests, sha256_of
 from .model import ARCHITECTURE, DEFAULT_CONFIG, empty_model
 from .spec import PreprocessSpec
 
@@ -76,15 +74,6 @@ class ModelPackage:
     card: ModelCard
     models: list[nn.Module]
     path: Path | None = None
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, hashed from a read-only memory map (no copy into Python)."""
-    with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return hashlib.sha256(b"").hexdigest()
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return hashlib.sha256(mapped).hexdigest()
 
 
 def _refuse_pickle(path: Path) -> None:
@@ -190,6 +179,29 @@ def _clone_structure(model: nn.Module) -> nn.Module:
     return clone
 
 
+def assign_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(state, strict=True, assign=True)`` without its per-module Python machinery.
+
+    The same checks (no missing or unexpected key, every shape equal; RuntimeError otherwise) and the
+    same result: the state's tensors become the parameters (``requires_grad`` kept) and buffers. For a
+    plain network without load hooks, as the brain-age DenseNet is; ~5x faster on its 3,400 modules.
+    """
+    slots = {}
+    for prefix, module in model.named_modules():
+        prefix = f"{prefix}." if prefix else ""
+        slots.update({prefix + name: (module._parameters, name, p) for name, p in module._parameters.items() if p is not None})
+        slots.update({prefix + name: (module._buffers, name, b) for name, b in module._buffers.items()
+                      if b is not None and name not in module._non_persistent_buffers_set})
+    if slots.keys() != state.keys():
+        missing, unexpected = sorted(slots.keys() - state.keys()), sorted(state.keys() - slots.keys())
+        raise RuntimeError(f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+    for key, (store, name, old) in slots.items():
+        tensor = state[key]
+        if tensor.shape != old.shape:
+            raise RuntimeError(f"size mismatch for {key}: {tuple(tensor.shape)} in the file, {tuple(old.shape)} in the network")
+        store[name] = nn.Parameter(tensor, requires_grad=old.requires_grad) if isinstance(old, nn.Parameter) else tensor
+
+
 def _fold_state(path: Path) -> dict[str, torch.Tensor]:
     """A fold's tensors, memory-mapped from its safetensors file; half-precision weights become float32."""
     state = load_file(str(path), device="cpu")
@@ -201,7 +213,8 @@ def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu")
 
     The network is built once without initialisation and its structure copied per fold;
     each fold's weights are memory-mapped (safetensors) and assigned, not copied. The
-    checksums are computed in threads while the network is built.
+    checksums are computed in threads while the network is built, and only for files changed
+    since they were last verified (:mod:`.file_digests`).
     """
     path = Path(path)
     card = read_card(path)
@@ -212,11 +225,15 @@ def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu")
             raise ModelPackageError(f"{weight_path}: listed in the model card but missing")
         _refuse_pickle(weight_path)
         weight_paths.append(weight_path)
-    with ThreadPoolExecutor(max_workers=min(len(weight_paths), os.cpu_count() or 1)) as pool:
-        digests = pool.map(sha256_of, weight_paths)  # hashing releases the GIL
+    known = known_digests(weight_paths)  # unchanged files verified before are not hashed again
+    todo = [p for p in weight_paths if p not in known]
+    identities = {p: file_identity(p) for p in todo}  # taken before hashing: a change meanwhile re-hashes next time
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        hashing = {p: pool.submit(sha256_of, p) for p in todo}  # hashing releases the GIL
         template = empty_model(card.architecture.get("config"))
         models = []
-        for index, (fold, weight_path, actual) in enumerate(zip(card.folds, weight_paths, digests)):
+        for index, (fold, weight_path) in enumerate(zip(card.folds, weight_paths)):
+            actual = known[weight_path] if weight_path in known else hashing[weight_path].result()
             if actual != fold.get("sha256"):
                 raise ChecksumError(
                     f"{weight_path.name}: sha256 {actual[:12]}... does not match the card ({str(fold.get('sha256'))[:12]}...). "
@@ -224,8 +241,9 @@ def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu")
                 )
             model = template if index == 0 else _clone_structure(template)
             try:
-                model.load_state_dict(_fold_state(weight_path), strict=True, assign=True)
+                assign_state(model, _fold_state(weight_path))
             except RuntimeError as exc:
                 raise ModelPackageError(f"{weight_path.name}: weights do not fit the card's architecture ({exc})") from exc
             models.append((model if torch.device(device).type == "cpu" else model.to(device)).eval())
+    remember_digests({p: f.result() for p, f in hashing.items()}, identities)
     return ModelPackage(card=card, models=models, path=path)

@@ -115,9 +115,13 @@ class Predictor:
         if precision == "amp" and self.device.type != "cuda":
             raise ValueError("precision 'amp' (float16 autocast) needs a CUDA device; use 'fp32' or 'bf16' on CPU")
         t0 = time.perf_counter()
-        self.package = package if isinstance(package, ModelPackage) else load_package(package, device=self.device)
+        if isinstance(package, ModelPackage):
+            self.package = package
+            self.models = [m.to(self.device).eval() for m in package.models]
+        else:  # loaded here: already on the device, in eval mode
+            self.package = load_package(package, device=self.device)
+            self.models = list(self.package.models)
         self.load_seconds = time.perf_counter() - t0
-        self.models = [m.to(self.device).eval() for m in self.package.models]
         self._precision_check: str | None = None  # decision key while an 'auto' bf16 choice is unverified
         if precision == "auto":
             precision, self._precision_check = self._auto_precision()

@@ -32,8 +32,9 @@ EXIT_CODES: dict[str, dict[int, str]] = {
 
 #: Environment variables the Python code reads -> meaning.
 ENVIRONMENT: dict[str, str] = {
-    "BRAINAGE_CACHE": "per-user cache folder: imported models (models/), the synthetic demo model and prepared "
-                      "synthetic heads (default ~/.cache/slicer-brainage)",
+    "BRAINAGE_CACHE": "per-user cache folder: imported models (models/), the synthetic demo model, prepared "
+                      "synthetic heads and the sha256 of weight files already verified (digests.json; default "
+                      "~/.cache/slicer-brainage)",
     "BRAINAGE_DEFAULT_MODEL": "model package folder used when none is named (brainage predict, brainage demo), "
                               "instead of the bundled model",
     "BRAINAGE_SAMPLE_DATA": "folder with the sample heads (default sample_data/ of the source tree)",
