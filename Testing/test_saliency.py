@@ -109,6 +109,29 @@ def test_regions_split_the_brain_and_an_empty_region_moves_nothing(predictor, co
     assert mean_t1["csf"] < mean_t1["grey_matter"] < mean_t1["white_matter"]  # T1 contrast
     effects = occlusion_effects(predictor.forward, x, {"nothing": np.zeros_like(brain), "ventricles": regions["ventricles"]})
     assert abs(effects["nothing"]) < 0.01 and abs(effects["ventricles"]) > 0
+    background = occlusion_effects(predictor.forward, x, {"nothing": np.zeros_like(brain)}, fill="background")
+    assert abs(background["nothing"]) < 0.01
+
+
+def test_a_region_is_replaced_by_its_surrounding_tissue_or_the_background(predictor, colin_brain_path):
+    from scipy import ndimage
+
+    from BrainAgeLib.saliency.occlusion import SURROUND_VOXELS, replace_region
+    from BrainAgeLib.saliency.regions import brain_regions
+
+    x = predictor.prepare_volume(load_volume(colin_brain_path)).prepared.data
+    regions = brain_regions(x)
+    ventricles = regions["ventricles"]
+    filled = replace_region(x, ventricles, "surround")
+    assert np.array_equal(filled[~ventricles], x[~ventricles])  # nothing else changes
+    shell = ndimage.binary_dilation(ventricles, iterations=SURROUND_VOXELS) & ~ventricles & (x != 0)
+    assert np.allclose(filled[ventricles], x[shell].mean(), atol=1e-6)
+    # the ventricles' neighbourhood is brain tissue: brighter than CSF, as a brain without enlarged ventricles
+    assert filled[ventricles].mean() > x[regions["csf"]].mean() + 0.1 * (x[regions["white_matter"]].mean() - x[regions["csf"]].mean())
+    assert not replace_region(x, ventricles, "background")[ventricles].any()
+    assert np.array_equal(replace_region(x, np.zeros_like(ventricles), "surround"), x)
+    with pytest.raises(ValueError, match="fill must be one of"):
+        replace_region(x, ventricles, "zeros")
 
 
 def test_display_smoothing_and_top_percent(colin_brain):

@@ -372,11 +372,12 @@ class Predictor:
         return [r for r in results if r is not None]
 
     # -- saliency ----------------------------------------------------------------------------------
-    def region_effects(self, case: PreparedCase) -> dict[str, float]:
-        """Years each brain region moves the ensemble age (occlusion; :mod:`.saliency.occlusion`)."""
-        from .saliency.occlusion import occlusion_effects
+    def region_effects(self, case: PreparedCase, fill: str | None = None) -> dict[str, float]:
+        """Years each brain region moves the ensemble age (occlusion; ``fill``: how a region is replaced, see
+        :mod:`.saliency.occlusion`)."""
+        from .saliency.occlusion import DEFAULT_FILL, occlusion_effects
 
-        return occlusion_effects(self.forward, case.prepared.data)
+        return occlusion_effects(self.forward, case.prepared.data, fill=fill or DEFAULT_FILL)
 
     def saliency(self, case: PreparedCase, method: str = SALIENCY_DEFAULT, **kwargs) -> SaliencyResult:
         """Saliency of the ensemble's age on the model grid and on the original scan's grid."""

@@ -1,0 +1,92 @@
+"""Region occlusion with each way of replacing a region, on synthetic subjects whose atrophy is known.
+
+For every subject of a ``brainage synth`` cohort (true brain mask as skull strip, as in
+benchmarks/saliency_truth.py) and every model given, the years each region moves the age
+with the region set to the background value and with the region filled with its surrounding
+tissue (:mod:`BrainAgeLib.saliency.occlusion`), the region's volume, and the effect per 10 mL.
+The generator enlarges the ventricles and the medial temporal CSF most in its AD-like subjects.
+
+    .venv/bin/python benchmarks/occlusion_fills.py --synth RUNS/synth_saliency \\
+        --model shipped=BrainAge/Resources/Models/ixi-hh-densenet-xxs-1.0.0 --model synthetic=RUNS/synth_xxs/model \\
+        --out docs/results/saliency/occlusion_fills
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+for sub in ("BrainAge", "benchmarks"):
+    sys.path.insert(0, str(ROOT / sub))
+
+from BrainAgeLib.io import load_volume  # noqa: E402
+from BrainAgeLib.predict import Predictor  # noqa: E402
+from BrainAgeLib.saliency.occlusion import FILLS, occlusion_effects  # noqa: E402
+from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
+from cpu_info import machine_line  # noqa: E402
+
+
+def subject_rows(name: str, predictor: Predictor, folder: Path, cohorts: set[str]) -> list[dict]:
+    participants = pd.read_csv(folder / "participants.tsv", sep="\t").set_index("participant_id")
+    rows = []
+    for sub, info in participants.iterrows():
+        if info["cohort"] not in cohorts:
+            continue
+        anat = folder / sub / "anat"
+        head, mask = load_volume(anat / f"{sub}_T1w.nii.gz"), load_volume(anat / f"{sub}_brainmask.nii.gz")
+        x = predictor.prepare_volume(head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32))).prepared.data
+        regions = brain_regions(x)
+        volume_ml = {region: float(voxels.sum() * 8 / 1000) for region, voxels in regions.items()}  # 2 mm model grid
+        for fill in FILLS:
+            for region, years in occlusion_effects(predictor.forward, x, regions, fill=fill).items():
+                rows.append({"model": name, "subject": sub, "cohort": info["cohort"], "acquisition": info["acquisition"],
+                             "fill": fill, "region": region, "volume_ml": volume_ml[region], "years": years,
+                             "years_per_10ml": 10 * years / volume_ml[region] if volume_ml[region] else np.nan})
+        print(f"{name} {sub} {info['cohort']} {info['acquisition']}", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--synth", type=Path, required=True, help="a brainage synth cohort with CU and AD-like subjects")
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=PACKAGE")
+    parser.add_argument("--cohorts", default="CU,AD", help="comma-separated cohorts to score")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, labels = [], []
+    for entry in args.model:
+        name, package = entry.split("=", 1)
+        predictor = Predictor(package, skull_strip="none", precision="fp32")
+        labels.append(f"{name}: {predictor.model_label}")
+        rows += subject_rows(name, predictor, args.synth, set(args.cohorts.split(",")))
+    frame = pd.DataFrame(rows)
+    frame.to_csv(args.out / "effects_per_scan.csv", index=False)
+    means = frame.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)[["volume_ml", "years", "years_per_10ml"]].mean()
+    largest = (frame.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)["years"].mean().abs()
+               .groupby(["model", "cohort", "acquisition", "fill"], sort=False).idxmax().map(lambda key: key[-1]).rename("largest |years|"))
+    tissue = frame[~frame.region.isin(["left", "right"])]
+    largest_tissue = (tissue.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)["years"].mean().abs()
+                      .groupby(["model", "cohort", "acquisition", "fill"], sort=False).idxmax().map(lambda key: key[-1])
+                      .rename("largest of the tissue regions"))
+    per_ml = (frame.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)["years_per_10ml"].mean().abs()
+              .groupby(["model", "cohort", "acquisition", "fill"], sort=False).idxmax().map(lambda key: key[-1]).rename("largest |years| per 10 mL"))
+    lines = [machine_line(), *labels, f"Cohorts: {args.cohorts}; {frame.subject.nunique()} subjects of {args.synth.name}", "",
+             "Mean years each region moves the age (positive: the region made the brain look older):",
+             means.round(2).to_markdown(), "", pd.concat([largest, largest_tissue, per_ml], axis=1).to_markdown(), "",
+             "reproduce: .venv/bin/python benchmarks/occlusion_fills.py " + " ".join(sys.argv[1:])]
+    text = "\n".join(lines)
+    (args.out / "summary.md").write_text(text + "\n")
+    (args.out / "command.json").write_text(json.dumps({"argv": sys.argv}, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
