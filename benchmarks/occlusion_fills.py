@@ -14,7 +14,6 @@ The generator enlarges the ventricles and the medial temporal CSF most in its AD
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from BrainAgeLib.predict import Predictor  # noqa: E402
 from BrainAgeLib.saliency.occlusion import FILLS, occlusion_effects  # noqa: E402
 from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
+from result_files import write_summary  # noqa: E402
 
 
 def subject_rows(name: str, predictor: Predictor, folder: Path, cohorts: set[str]) -> list[dict]:
@@ -81,10 +81,7 @@ def main(argv=None) -> int:
              "Mean years each region moves the age (positive: the region made the brain look older):",
              means.round(2).to_markdown(), "", pd.concat([largest, largest_tissue, per_ml], axis=1).to_markdown(), "",
              "reproduce: .venv/bin/python benchmarks/occlusion_fills.py " + " ".join(sys.argv[1:])]
-    text = "\n".join(lines)
-    (args.out / "summary.md").write_text(text + "\n")
-    (args.out / "command.json").write_text(json.dumps({"argv": sys.argv}, indent=1))
-    print(text)
+    write_summary(args.out, "\n".join(lines))
     return 0
 
 

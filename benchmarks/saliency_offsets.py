@@ -13,7 +13,6 @@ The model is the bundled default (``--model`` for another); true brain masks (sk
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from BrainAgeLib.io import load_volume  # noqa: E402
 from BrainAgeLib.predict import Predictor  # noqa: E402
 from BrainAgeTrainingLib.saliency_truth import offset_consistency  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
+from result_files import write_summary  # noqa: E402
 
 METHODS = {"guided-backprop": {}, "integrated-gradients": {"steps": 8}}  # the paper's and the default
 
@@ -70,9 +70,7 @@ def main(argv=None) -> int:
                       "Maps of one 3D scan's thick-slice versions (7 mm gap, every offset) against each other; medians over "
                       "scans of each scan's median pairwise value (min: the lowest pair of any scan); AUC range: max - min "
                       "over a scan's offsets:", summary.round(3).to_markdown()])
-    (args.out / "offsets.md").write_text(text + "\n")
-    (args.out / "offsets_command.json").write_text(json.dumps({"argv": sys.argv}, indent=1))
-    print(text)
+    write_summary(args.out, text, "offsets.md", "offsets_command.json")
     return 0
 
 

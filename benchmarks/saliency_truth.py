@@ -13,7 +13,6 @@ true brain masks (skull strip 'none' on the masked head), so the maps are judged
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from BrainAgeLib.saliency import METHODS, smooth_for_display, top_percent  # noq
 from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from BrainAgeTrainingLib.saliency_truth import AGED_FROM, score_methods  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
+from result_files import write_summary  # noqa: E402
 
 KWARGS = {"integrated-gradients": {"steps": 8}, "smoothgrad": {"samples": 8}}  # 2 CPU cores: 24 subjects in < 1 h
 
@@ -140,10 +140,7 @@ def main(argv=None) -> int:
         lines += ["", f"Real IXI scans (n={ixi.subject.nunique()}): share of saliency in CSF + ventricles vs their share of brain voxels:",
                   ixi.groupby("method")[["csf_share_of_saliency", "csf_share_of_brain"]].median().round(3).to_markdown()]
     figure(examples, predictor, args.out / "methods_vs_truth.png")
-    text = "\n".join(lines)
-    (args.out / "summary.md").write_text(text + "\n")
-    (args.out / "command.json").write_text(json.dumps({"argv": sys.argv}, indent=1))
-    print(text)
+    write_summary(args.out, "\n".join(lines))
     return 0
 
 
