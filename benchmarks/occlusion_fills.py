@@ -31,6 +31,14 @@ from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
 
+#: One cell of the summary: the regions of a model, cohort, acquisition style and fill are compared within it.
+CELL = ["model", "cohort", "acquisition", "fill"]
+
+
+def largest_region(region_means: pd.Series) -> pd.Series:
+    """The region with the largest absolute mean in each cell of ``region_means`` (indexed by CELL + region)."""
+    return region_means.abs().groupby(level=CELL, sort=False).idxmax().map(lambda key: key[-1])
+
 
 def subject_rows(name: str, predictor: Predictor, folder: Path, cohorts: set[str]) -> list[dict]:
     participants = pd.read_csv(folder / "participants.tsv", sep="\t").set_index("participant_id")
@@ -68,18 +76,14 @@ def main(argv=None) -> int:
         rows += subject_rows(name, predictor, args.synth, set(args.cohorts.split(",")))
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "effects_per_scan.csv", index=False)
-    means = frame.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)[["volume_ml", "years", "years_per_10ml"]].mean()
-    largest = (frame.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)["years"].mean().abs()
-               .groupby(["model", "cohort", "acquisition", "fill"], sort=False).idxmax().map(lambda key: key[-1]).rename("largest |years|"))
-    tissue = frame[~frame.region.isin(["left", "right"])]
-    largest_tissue = (tissue.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)["years"].mean().abs()
-                      .groupby(["model", "cohort", "acquisition", "fill"], sort=False).idxmax().map(lambda key: key[-1])
-                      .rename("largest of the tissue regions"))
-    per_ml = (frame.groupby(["model", "cohort", "acquisition", "fill", "region"], sort=False)["years_per_10ml"].mean().abs()
-              .groupby(["model", "cohort", "acquisition", "fill"], sort=False).idxmax().map(lambda key: key[-1]).rename("largest |years| per 10 mL"))
+    means = frame.groupby([*CELL, "region"], sort=False)[["volume_ml", "years", "years_per_10ml"]].mean()
+    tissue = means[~means.index.get_level_values("region").isin(["left", "right"])]
+    largest = pd.concat([largest_region(means["years"]).rename("largest |years|"),
+                         largest_region(tissue["years"]).rename("largest of the tissue regions"),
+                         largest_region(means["years_per_10ml"]).rename("largest |years| per 10 mL")], axis=1)
     lines = [machine_line(), *labels, f"Cohorts: {args.cohorts}; {frame.subject.nunique()} subjects of {args.synth.name}", "",
              "Mean years each region moves the age (positive: the region made the brain look older):",
-             means.round(2).to_markdown(), "", pd.concat([largest, largest_tissue, per_ml], axis=1).to_markdown(), "",
+             means.round(2).to_markdown(), "", largest.to_markdown(), "",
              "reproduce: .venv/bin/python benchmarks/occlusion_fills.py " + " ".join(sys.argv[1:])]
     write_summary(args.out, "\n".join(lines))
     return 0
