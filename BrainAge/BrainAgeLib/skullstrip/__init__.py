@@ -65,6 +65,12 @@ class SkullStripResult:
         }
 
 
+def install_hint(pip_spec: str, other_backends: str) -> str:
+    """What to do when a backend's package is missing: the project's extra, the pinned package, or another backend."""
+    return ("Install the skull-stripping extra: pip install -e '.[skullstrip]' in the SlicerBrainAge folder "
+            f"(or pip install {pip_spec}), or choose another backend ({other_backends}).")
+
+
 def installed_version(package: str, backend: str, hint: str) -> str:
     """Version of a backend's installed package; a SkullStripError with ``hint`` when it is missing."""
     try:

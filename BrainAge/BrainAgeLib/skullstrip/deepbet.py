@@ -13,20 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SkullStripError
+from . import install_hint, installed_version
 
 PACKAGE = "deepbet"
 #: Probability above which a voxel is brain (deepbet's default).
 THRESHOLD = 0.5
 
-_INSTALL_HINT = (
-    "Install the skull-stripping extra: pip install -e '.[skullstrip]' in the SlicerBrainAge folder "
-    "(or pip install deepbet==1.0.2), or choose another backend (hd-bet, none)."
-)
+_INSTALL_HINT = install_hint("deepbet==1.0.2", "hd-bet, none")
 
 
 def version() -> str:
-    from . import installed_version
-
     return installed_version(PACKAGE, "deepbet", _INSTALL_HINT)
 
 

