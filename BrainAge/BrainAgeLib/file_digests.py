@@ -49,17 +49,14 @@ def _read_record() -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def known_digests(paths: list[Path]) -> dict[Path, str]:
-    """The remembered digests of those ``paths`` whose identity is unchanged since they were hashed."""
+def known_digests(identities: dict[Path, list[int]]) -> dict[Path, str]:
+    """The remembered digests of those files whose identity (:func:`file_identity`) is unchanged since they were hashed."""
     record = _read_record()
     known = {}
-    for path in paths:
+    for path, identity in identities.items():
         entry = record.get(str(Path(path).resolve()))
-        try:
-            if isinstance(entry, dict) and entry.get("identity") == file_identity(path):
-                known[path] = entry["sha256"]
-        except OSError:
-            continue
+        if isinstance(entry, dict) and entry.get("identity") == identity:
+            known[path] = entry["sha256"]
     return known
 
 

@@ -226,9 +226,9 @@ def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu")
             raise ModelPackageError(f"{weight_path}: listed in the model card but missing")
         _refuse_pickle(weight_path)
         weight_paths.append(weight_path)
-    known = known_digests(weight_paths)  # unchanged files verified before are not hashed again
+    identities = {p: file_identity(p) for p in weight_paths}  # taken before hashing: a change meanwhile re-hashes next time
+    known = known_digests(identities)  # unchanged files verified before are not hashed again
     todo = [p for p in weight_paths if p not in known]
-    identities = {p: file_identity(p) for p in todo}  # taken before hashing: a change meanwhile re-hashes next time
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
         hashing = {p: pool.submit(sha256_of, p) for p in todo}  # hashing releases the GIL
         template = empty_model(card.architecture.get("config"))
