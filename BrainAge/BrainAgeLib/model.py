@@ -21,6 +21,8 @@ from monai.networks.nets.densenet import _DenseBlock
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
+from .cpu_kernels import use_onednn_kernels
+
 ARCHITECTURE = "densenet169-3d-no-last-transition"
 #: Parameter count of this architecture (the paper reports 20.4 M).
 EXPECTED_PARAMETERS = 20_386_945
@@ -99,7 +101,7 @@ def build_model(config: dict | None = None, *, seed: int | None = None) -> nn.Mo
     last = len(config["block_config"])
     for rebuilt in (getattr(net.features, f"denseblock{last}"), getattr(net.features, f"norm{last + 1}"), net.class_layers.out):
         _kaiming_init(rebuilt, config["spatial_dims"])  # MONAI's constructor initialised every other layer alike
-    return net
+    return use_onednn_kernels(net)  # CPU inference passes on oneDNN (same numbers; see cpu_kernels)
 
 
 #: What :func:`empty_model` skips: torch.nn.init's initialisers and the tensor writes they end in
