@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -88,3 +89,23 @@ def test_switch_keeps_state_dict_and_types():
     assert list(fast.state_dict()) == keys
     assert isinstance(fast[0], nn.Conv3d) and type(fast[0]) is OneDNNConv3d
     assert type(fast[1]) is OneDNNMaxPool3d and type(fast[2]) is nn.Conv2d
+
+
+def test_micro_batches_follow_the_stem_size_and_keep_ages_and_order(two_fold_package):
+    from BrainAgeLib.cpu_kernels import cpu_micro_batch
+    from BrainAgeLib.predict import Predictor
+
+    assert cpu_micro_batch(64, (80, 120, 40)) == 2  # the paper's network: 12 MiB stem output per scan
+    assert cpu_micro_batch(8, (80, 120, 40)) >= 8  # the shipped compact network
+    predictor = Predictor(two_fold_package, device="cpu", skull_strip="none")
+    assert predictor.micro_batch == 2
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(80, 120, 40)).astype(np.float32) for _ in range(3)]
+    split = predictor.forward(arrays)  # passes of 2 + 1 scans
+    predictor.micro_batch = 3
+    whole = predictor.forward(arrays)
+    alone = np.concatenate([predictor.forward([a]) for a in arrays])
+    assert split.shape == (3, 2)
+    np.testing.assert_allclose(split, whole, atol=1e-3)
+    np.testing.assert_allclose(split, alone, atol=1e-3)
+    assert np.ptp(split[:, 0]) > 1e-3  # different scans, different ages: the order is tested

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from .calibration import Calibration
+from .cpu_kernels import cpu_micro_batch
 from .cpu_precision import TOLERANCE_Y, decision_key, native_bf16, record_precision, recorded_precision
 from .cpu_runtime import flush_denormals
 from .io import Volume, load_volume, validate_volume
+from .model import DEFAULT_CONFIG
 from .package import ModelPackage, load_package
 from .preprocess import PreparedScan, prepare
 from .qc_policy import KEPT_MARK, failed_qc_error, hard_failures
@@ -131,6 +133,8 @@ class Predictor:
         self._set_channels_last(channels_last)
         card = self.package.card
         self.spec = card.preprocess_spec
+        init_features = {**DEFAULT_CONFIG, **(card.architecture.get("config") or {})}["init_features"]
+        self.micro_batch = cpu_micro_batch(init_features, self.spec.roi_size) if self.device.type == "cpu" else 1 << 30
         self.calibration = calibration or (Calibration.from_dict(card.calibration) if card.calibration else None)
         self.skull_strip_backend = skull_strip
         self.allow_non_axial = allow_non_axial
@@ -181,8 +185,9 @@ class Predictor:
         return torch.autocast(self.device.type, enabled=False)
 
     def _ages(self, x: torch.Tensor, precision: str) -> np.ndarray:
+        parts = x.split(self.micro_batch)  # on CPU, passes small enough to stay in cache (cpu_kernels.cpu_micro_batch)
         with self._autocast(precision):
-            outputs = [m(x).float()[:, 0] for m in self.models]
+            outputs = [torch.cat([m(part).float()[:, 0] for part in parts]) for m in self.models]
         return torch.stack(outputs, dim=1).cpu().numpy().astype(float)
 
     @torch.inference_mode()
