@@ -201,3 +201,14 @@ def test_batch_keeps_the_scan_for_on_result_and_frees_it_otherwise(predictor, co
     finally:
         del predictor._read_and_prepare
     assert seen == [0]
+
+
+def test_cpu_batch_runs_each_pass_as_soon_as_it_is_ready(predictor, colin_brain_path, mni_brain_path, monkeypatch):
+    sizes, forward = [], predictor.forward
+    monkeypatch.setattr(predictor, "forward", lambda arrays: sizes.append(len(arrays)) or forward(arrays))
+    predictor.micro_batch = 2  # the paper-sized network's CPU pass (cpu_kernels.cpu_micro_batch)
+    sources = [colin_brain_path, mni_brain_path, colin_brain_path]
+    results = predictor.predict_many(sources, batch_size=8)
+    assert sizes == [2, 1]  # not one call of 3 after all were prepared
+    assert [r.source for r in results] == [str(s) for s in sources]
+    assert results[2].fold_ages == pytest.approx(results[0].fold_ages, abs=1e-3)

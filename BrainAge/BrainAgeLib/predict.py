@@ -296,7 +296,8 @@ class Predictor:
         """Predict many scans, batching the network; a failing case is recorded and the rest go on.
 
         Results come in the order of ``sources``. The next cases are read, skull stripped and
-        preprocessed (``prefetch`` of them, default ``batch_size``) while the network runs.
+        preprocessed (``prefetch`` of them, default ``batch_size``) while the network runs on at
+        most ``batch_size`` scans at a time (on CPU: on each ``micro_batch`` as soon as it is ready).
         ``progress`` is called with the number of cases finished since the last call;
         ``on_result`` with each successful case and its result (e.g. to write saliency);
         ``on_finished`` with the index in ``sources`` and the final result of every case, failed
@@ -336,8 +337,10 @@ class Predictor:
             pending.clear()
 
         # Reading, skull stripping and preprocessing run in a worker thread, up to `ahead` cases in
-        # advance (a bounded queue), while this thread runs the network on the batch before.
+        # advance (a bounded queue), while this thread runs the network on the batch before. On CPU
+        # a batch is run as soon as one pass's worth is ready (see cpu_kernels.cpu_micro_batch).
         ahead = max(1, prefetch if prefetch is not None else batch_size)
+        per_call = max(1, min(batch_size, self.micro_batch))
         queued: deque = deque()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="brainage-prepare")
         try:
@@ -367,7 +370,7 @@ class Predictor:
                         progress(1)
                     continue
                 pending.append((index, case, timings))
-                if len(pending) >= batch_size:
+                if len(pending) >= per_call:
                     flush()
             flush()
         except BaseException:  # e.g. SIGINT/SIGTERM: hand back at once so the caller saves what is done
