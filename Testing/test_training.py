@@ -289,6 +289,7 @@ def test_retraining_a_small_fold_on_the_real_ixi_scans(tmp_path):
     assert card.skull_strip == {"backend": "hd-bet"} and card.training_data["subjects"] == 181
     assert card.training_data["synthetic_scans"] == 4 * 181  # 2 mm scans: k = 4 (8 mm slices), every offset
     frame = add_fold_correction(run_predictions(run, [str(IXI)], progress=False))
+    assert run_predictions(run, [str(IXI)], progress=False, folds=[1]).empty  # fold 1 was not asked for
     clinical, full = frame[frame["input"] == "clinical"], frame[frame["input"] == "3d"]
     assert set(frame["role"]) == {"train", "val", "test"} and full["role"].isin(["val", "test"]).all()
     splits = json.loads((run / "splits.json").read_text())[0]

@@ -109,6 +109,7 @@ def main(argv=None) -> int:
                    help="also score the mean prediction of these runs (trained on the same folds) as NAME")
     p.add_argument("--out", help="folder for oof_predictions.csv, summary.json, table.md")
     p.add_argument("--figure", help="PNG of the first run's cross-validation")
+    p.add_argument("--folds", type=int, nargs="+", help="score only these folds (e.g. a run that trained fold 0 only)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (subjects)")
     args = p.parse_args(argv)
 
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
             name, run_dir = item.split("=", 1)
             best = run_dir.endswith(":best")
             run_dir = run_dir.removesuffix(":best")
-            oof = run_predictions(run_dir, args.data, cache_dir=args.cache_dir, best_epoch=best)
+            oof = run_predictions(run_dir, args.data, cache_dir=args.cache_dir, best_epoch=best, folds=args.folds)
             frames.append(add_fold_correction(oof).assign(config=name))
             stats[name] = run_stats(Path(run_dir))
         first = Path(args.baselines_from or args.run[0].split("=", 1)[1].removesuffix(":best"))
@@ -137,11 +138,14 @@ def main(argv=None) -> int:
             frames.append(package_predictions(name, str(Path(package).expanduser()), args.data, args.cache_dir)
                           .assign(corrected_age=np.nan))
         frame = pd.concat(frames, ignore_index=True)
+    if args.folds:
+        frame = frame[frame["fold"].isin(args.folds)]
     for item in args.ensemble:
         name, members = item.split("=", 1)
         frame = pd.concat([frame, average_runs(frame, members.split("+"), name)], ignore_index=True)
     text, records = table(frame, stats, args.bootstrap)
-    header = (f"CPU: {cpu_model_and_flags()[0]}; test subjects of each fold; CIs: {args.bootstrap} bootstrap resamples of subjects; "
+    which = f"fold{'s' if len(args.folds or []) > 1 else ''} {', '.join(map(str, args.folds))} only" if args.folds else "each fold"
+    header = (f"CPU: {cpu_model_and_flags()[0]}; test subjects of {which}; CIs: {args.bootstrap} bootstrap resamples of subjects; "
               "corrected: bias line fitted per fold on its validation subjects")
     print(header)
     print(text)

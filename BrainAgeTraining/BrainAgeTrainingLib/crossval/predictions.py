@@ -51,12 +51,13 @@ def prepare_3d(record, spec: PreprocessSpec, skull_strip: str) -> np.ndarray:
 
 
 def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *, cache_dir: str | None = None,
-                    all_3d: bool = False, progress: bool = True, best_epoch: bool = False) -> pd.DataFrame:
+                    all_3d: bool = False, progress: bool = True, best_epoch: bool = False,
+                    folds: list[int] | None = None) -> pd.DataFrame:
     """Rows of :data:`COLUMNS` for every fold of ``run_dir`` that has its exported weights (``best.safetensors``, or ``average.safetensors``).
 
     ``data`` defaults to the data the run recorded (``data_summary.json`` does not keep paths,
     so pass the same ``--data`` entries as the run). ``best_epoch``: the best epoch's weights even where the run
-    exports averaged ones.
+    exports averaged ones. ``folds``: only these folds (default: all).
     """
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.json")
@@ -71,6 +72,8 @@ def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *
     rows: list[dict] = []
     for split in splits:
         fold = split["fold"]
+        if folds is not None and fold not in folds:
+            continue
         if not fold_weights(run_dir / f"fold{fold}", config, best_epoch).is_file():
             continue
         roles = {s: "train" for s in split["train"]} | {s: "val" for s in split["val"]} | {s: "test" for s in split["test"]}
