@@ -109,3 +109,16 @@ def test_micro_batches_follow_the_stem_size_and_keep_ages_and_order(two_fold_pac
     np.testing.assert_allclose(split, whole, atol=1e-3)
     np.testing.assert_allclose(split, alone, atol=1e-3)
     assert np.ptp(split[:, 0]) > 1e-3  # different scans, different ages: the order is tested
+
+
+def test_other_cpus_keep_pytorchs_path(monkeypatch):
+    import BrainAgeLib.cpu_kernels as kernels
+
+    model = build_model(COMPACT, seed=0).eval()
+    x = torch.randn(1, 1, 80, 120, 40)
+    with torch.inference_mode():
+        expected = model(x)
+        monkeypatch.setattr(kernels, "X86_64", False)  # e.g. Apple silicon: not measured there
+        ops = _ops(model, x)
+        assert "aten::mkldnn_max_pool3d" not in ops and "aten::max_pool3d_with_indices" in ops
+        assert torch.allclose(model(x), expected, atol=1e-4)

@@ -8,20 +8,27 @@ max-pool runs a reference loop that also writes indices. Calling oneDNN for them
 same numbers (outputs equal to float32 rounding) in about two thirds of the time
 (``benchmarks/inference.py``).
 
-The fast path is taken only where it is the same computation: CPU, float32, no autocast,
-no gradient needed, zero padding given as numbers, contiguous input for the pool;
-anything else (training steps, saliency, CUDA, bf16) runs PyTorch's own modules unchanged.
+The fast path is taken only where it is the same computation: an x86-64 CPU (where it was
+measured), float32, no autocast, no gradient needed, zero padding given as numbers, contiguous
+input for the pool; anything else (training steps, saliency, CUDA, bf16, ARM CPUs) runs
+PyTorch's own modules unchanged.
 """
 
 from __future__ import annotations
 
+import platform
+
 import torch
 from torch import nn
+
+#: oneDNN's 3D kernels were measured against PyTorch's choice on x86-64 only.
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 def _fast_path(x: torch.Tensor, *params: torch.Tensor | None) -> bool:
     return (
-        x.device.type == "cpu"
+        X86_64
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not x.is_mkldnn
         and torch.backends.mkldnn.is_available()
