@@ -145,3 +145,20 @@ def test_display_smoothing_and_top_percent(colin_brain):
     values = np.arange(100, dtype=np.float32).reshape(10, 10, 1)
     top = top_percent(values, 10.0)
     assert top.sum() == 10 and top[values >= 90].all()
+
+
+@pytest.mark.parametrize("method,kwargs", [("integrated-gradients", {"steps": 4}), ("smoothgrad", {"samples": 4})])
+def test_several_copies_per_pass_give_the_map_of_one_per_pass(small_package, colin_brain_path, method, kwargs, monkeypatch):
+    from BrainAgeLib.saliency import gradients
+
+    predictor = Predictor(small_package, device="cpu", skull_strip="none")
+    case = predictor.prepare_volume(load_volume(colin_brain_path))
+    x = torch.as_tensor(case.prepared.data[None, None])
+    assert gradients._copies_per_pass(predictor.models, x) >= 4  # the compact stem: all copies in one pass
+    batched = compute_saliency(predictor.models, x, method, **kwargs)
+    monkeypatch.setattr(gradients, "_copies_per_pass", lambda models, x: 1)
+    single = compute_saliency(predictor.models, x, method, **kwargs)
+    if method == "integrated-gradients":
+        np.testing.assert_allclose(batched, single, atol=1e-4)
+    else:  # the noise is drawn per pass: same seed, other draws; the maps must still agree closely
+        assert np.corrcoef(batched.ravel(), single.ravel())[0, 1] > 0.8

@@ -1,8 +1,8 @@
 """Click-to-result in the Slicer module: ``BrainAgeLogic.process`` on a real MRML scene (PyPI slicer-core).
 
 Input: a clinical-style head, the Colin27 head with skull (1 mm) cut to every 7th axial
-slice (7 mm), read by Slicer's own storage node; skull strip deepbet; guided-backprop
-saliency (the panel's default); result table, brain segmentation and saliency volume
+slice (7 mm), read by Slicer's own storage node; skull strip deepbet; the Logic's default
+saliency (``BrainAgeLib.saliency.DEFAULT_METHOD``) and region occlusion; result table, brain segmentation and saliency volume
 added to the scene. Every run is a fresh process: the first click includes the model
 load (the Logic keeps the predictor for later clicks), the second click is warm; the
 imports a first click triggers in a fresh Slicer (torch, MONAI, ...) are timed on their own.
@@ -68,6 +68,7 @@ def main() -> None:
         return
 
     from BrainAgeLib.io import load_nifti, save_nifti
+    from BrainAgeLib.saliency import DEFAULT_METHOD
     from BrainAgeLib.sample_data import sample_path
     from BrainAgeLib.slicing import axial_subsample
     from cpu_info import machine_line
@@ -90,7 +91,7 @@ def main() -> None:
     network = "paper's DenseNet-169" if NETWORKS[args.network] is None else f"compact DenseNet {NETWORKS[args.network]}"
     print(f"\n{machine_line()}")
     print(f"BrainAgeLogic.process on a slicer-core MRML scene; {network}, {args.folds} fold(s), untrained weights; "
-          f"input {scan.name} {load_nifti(scan).shape}; skull strip deepbet; guided-backprop saliency; "
+          f"input {scan.name} {load_nifti(scan).shape}; skull strip deepbet; {DEFAULT_METHOD} saliency and region occlusion; "
           f"medians of {args.repeats} fresh processes; load average at the end {os.getloadavg()[0]:.1f}\n")
     print("| precision | imports on first use (s) | first click (s) | second click (s) | stages of the second click (s) |")
     print("|---|---:|---:|---:|---|")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..cpu_kernels import cpu_micro_batch
 from ..cpu_runtime import flush_denormals
 
 METHODS = ("guided-backprop", "integrated-gradients", "smoothgrad")
@@ -63,6 +64,14 @@ def _ensemble(models: Sequence[nn.Module]):
     return forward
 
 
+def _copies_per_pass(models: Sequence[nn.Module], x: torch.Tensor) -> int:
+    """Interpolation steps / noisy copies per network pass: the CPU micro-batch of prediction, 1 on a GPU."""
+    if x.device.type != "cpu":
+        return 1
+    stem = next(m for m in models[0].modules() if isinstance(m, nn.Conv3d))
+    return cpu_micro_batch(stem.out_channels, tuple(x.shape[2:]))
+
+
 def guided_backprop(models: Sequence[nn.Module], x: torch.Tensor) -> np.ndarray:
     """|d age / d input| under guided backpropagation, ensemble-mean output, shape of ``x[0, 0]``."""
     x = x.detach().clone().requires_grad_(True)
@@ -78,7 +87,8 @@ def integrated_gradients(models: Sequence[nn.Module], x: torch.Tensor, *, steps:
     explainer = IntegratedGradients(_ensemble(models))
     with torch.enable_grad():
         attributions = explainer.attribute(
-            x.detach(), baselines=torch.zeros_like(x), target=0, n_steps=steps, internal_batch_size=1
+            x.detach(), baselines=torch.zeros_like(x), target=0, n_steps=steps,
+            internal_batch_size=_copies_per_pass(models, x),
         )
     return np.abs(attributions[0, 0].detach().cpu().numpy()).astype(np.float32)
 
@@ -95,7 +105,8 @@ def smoothgrad(models: Sequence[nn.Module], x: torch.Tensor, *, samples: int = S
     try:
         with torch.enable_grad():
             attributions = explainer.attribute(x.detach(), nt_type="smoothgrad", nt_samples=samples,
-                                               nt_samples_batch_size=1, stdevs=sd, target=0, abs=True)
+                                               nt_samples_batch_size=_copies_per_pass(models, x), stdevs=sd,
+                                               target=0, abs=True)
     finally:
         torch.random.set_rng_state(state)
     return np.abs(attributions[0, 0].detach().cpu().numpy()).astype(np.float32)
