@@ -95,8 +95,8 @@ def test_micro_batches_follow_the_stem_size_and_keep_ages_and_order(two_fold_pac
     from BrainAgeLib.cpu_kernels import cpu_micro_batch
     from BrainAgeLib.predict import Predictor
 
-    assert cpu_micro_batch(64, (80, 120, 40)) == 2  # the paper's network: 12 MiB stem output per scan
-    assert cpu_micro_batch(8, (80, 120, 40)) >= 8  # the shipped compact network
+    assert cpu_micro_batch(build_model(), (80, 120, 40)) == 2  # the paper's network: 12 MiB stem output per scan
+    assert cpu_micro_batch(build_model(COMPACT), (80, 120, 40)) >= 8  # the shipped compact network
     predictor = Predictor(two_fold_package, device="cpu", skull_strip="none")
     assert predictor.micro_batch == 2
     rng = np.random.default_rng(0)

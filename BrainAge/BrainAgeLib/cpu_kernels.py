@@ -82,9 +82,10 @@ def use_onednn_kernels(model: nn.Module) -> nn.Module:
 CPU_STEM_BYTES = 32 * 2**20
 
 
-def cpu_micro_batch(init_features: int, roi_size: tuple[int, int, int]) -> int:
-    """Scans per CPU network pass: as many as keep the stride-2 stem's float32 output under ``CPU_STEM_BYTES``."""
+def cpu_micro_batch(model: nn.Module, roi_size: tuple[int, int, int]) -> int:
+    """Scans per CPU pass of ``model``: as many as keep its stride-2 stem's float32 output under ``CPU_STEM_BYTES``."""
+    stem = next(m for m in model.modules() if isinstance(m, nn.Conv3d))
     stem_voxels = 1
     for size in roi_size:
         stem_voxels *= max(1, size // 2)
-    return max(1, CPU_STEM_BYTES // (int(init_features) * stem_voxels * 4))
+    return max(1, CPU_STEM_BYTES // (stem.out_channels * stem_voxels * 4))

@@ -25,7 +25,6 @@ from .cpu_kernels import cpu_micro_batch
 from .cpu_precision import TOLERANCE_Y, decision_key, native_bf16, record_precision, recorded_precision
 from .cpu_runtime import flush_denormals
 from .io import Volume, load_volume, validate_volume
-from .model import DEFAULT_CONFIG
 from .package import ModelPackage, load_package
 from .preprocess import PreparedScan, prepare
 from .qc_policy import KEPT_MARK, failed_qc_error, hard_failures
@@ -133,8 +132,7 @@ class Predictor:
         self._set_channels_last(channels_last)
         card = self.package.card
         self.spec = card.preprocess_spec
-        init_features = {**DEFAULT_CONFIG, **(card.architecture.get("config") or {})}["init_features"]
-        self.micro_batch = cpu_micro_batch(init_features, self.spec.roi_size) if self.device.type == "cpu" else 1 << 30
+        self.micro_batch = cpu_micro_batch(self.models[0], self.spec.roi_size) if self.device.type == "cpu" else 1 << 30
         self.calibration = calibration or (Calibration.from_dict(card.calibration) if card.calibration else None)
         self.skull_strip_backend = skull_strip
         self.allow_non_axial = allow_non_axial

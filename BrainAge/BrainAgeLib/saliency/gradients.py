@@ -66,10 +66,7 @@ def _ensemble(models: Sequence[nn.Module]):
 
 def _copies_per_pass(models: Sequence[nn.Module], x: torch.Tensor) -> int:
     """Interpolation steps / noisy copies per network pass: the CPU micro-batch of prediction, 1 on a GPU."""
-    if x.device.type != "cpu":
-        return 1
-    stem = next(m for m in models[0].modules() if isinstance(m, nn.Conv3d))
-    return cpu_micro_batch(stem.out_channels, tuple(x.shape[2:]))
+    return cpu_micro_batch(models[0], tuple(x.shape[2:])) if x.device.type == "cpu" else 1
 
 
 def guided_backprop(models: Sequence[nn.Module], x: torch.Tensor) -> np.ndarray:
