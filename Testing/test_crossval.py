@@ -16,7 +16,7 @@ from BrainAgeLib.io import Volume, save_nifti
 from BrainAgeLib.model import build_model
 from BrainAgeTrainingLib.crossval.baselines import baseline_predictions, brain_measures
 from BrainAgeTrainingLib.crossval.metrics import (add_fold_correction, average_runs, bootstrap_ci, mae_by_decade,
-                                                  regression_summary, score)
+                                                  only_folds, regression_summary, score)
 from BrainAgeTrainingLib.config import ConfigError, TrainConfig
 from BrainAgeTrainingLib.datasets import discover_bids
 from BrainAgeTrainingLib.train_loop import initial_weights
@@ -76,6 +76,15 @@ def test_an_ensemble_of_runs_averages_matching_rows_only():
     assert both["corrected_age"].notna().all()  # corrected again, fold by fold
     with pytest.raises(ValueError, match="c"):
         average_runs(a, ["a", "c"], "a+c")
+
+
+def test_only_folds_keeps_a_packages_rows_of_those_folds_test_subjects():
+    frame = _frame()
+    package = frame.assign(fold=-1, role="test")  # a package scored on every subject, as real_cv.py does
+    kept = only_folds(pd.concat([frame, package], ignore_index=True), [1])
+    assert set(kept.loc[kept["fold"] != -1, "fold"]) == {1}
+    fold1_tests = set(frame.loc[(frame["fold"] == 1) & (frame["role"] == "test"), "subject"])
+    assert set(kept.loc[kept["fold"] == -1, "subject"]) == fold1_tests and len(fold1_tests) == 10
 
 
 def test_subject_bootstrap_moves_all_rows_of_a_subject_together():

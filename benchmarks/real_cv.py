@@ -29,7 +29,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 
-from BrainAgeTrainingLib.crossval.metrics import add_fold_correction, average_runs, mae_by_decade, score  # noqa: E402
+from BrainAgeTrainingLib.crossval.metrics import add_fold_correction, average_runs, mae_by_decade, only_folds, score  # noqa: E402
 from cpu_info import cpu_model_and_flags  # noqa: E402  (benchmarks/, the script's own folder)
 
 
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
                           .assign(corrected_age=np.nan))
         frame = pd.concat(frames, ignore_index=True)
     if args.folds:
-        frame = frame[frame["fold"].isin(args.folds)]
+        frame = only_folds(frame, args.folds)
     for item in args.ensemble:
         name, members = item.split("=", 1)
         frame = pd.concat([frame, average_runs(frame, members.split("+"), name)], ignore_index=True)

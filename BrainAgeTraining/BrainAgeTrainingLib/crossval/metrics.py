@@ -64,6 +64,13 @@ def average_runs(frame: pd.DataFrame, configs: list[str], name: str) -> pd.DataF
     return add_fold_correction(complete).assign(config=name)
 
 
+def only_folds(frame: pd.DataFrame, folds: list[int]) -> pd.DataFrame:
+    """The rows of ``folds``; a package scored on every subject (fold -1) keeps its rows of those folds' test subjects."""
+    chosen = frame["fold"].isin(folds)
+    tested = set(frame.loc[chosen & (frame["role"] == "test"), "subject"])
+    return frame[chosen | ((frame["fold"] == -1) & frame["subject"].isin(tested))]
+
+
 def bootstrap_ci(frame: pd.DataFrame, metric: str, column: str = "predicted_age", *, n_resamples: int = 2000,
                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile CI of ``metric`` with **subjects** resampled (all rows of a subject move together)."""
