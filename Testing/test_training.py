@@ -351,3 +351,28 @@ def test_weight_averaging_exports_the_mean_of_the_epoch_weights(tmp_path, small_
     bad = write_config(tmp_path / "bad.json", epochs=2, average_from_epoch=5)
     refused = train_cli(small_cohort, tmp_path / "run2", bad)
     assert refused.returncode == 2 and "average_from_epoch" in refused.stderr
+
+
+def test_freezing_batchnorm_trains_with_fixed_statistics_from_the_chosen_epoch(tmp_path, small_cohort):
+    """freeze_batchnorm_from_epoch: the statistics are recomputed once at that epoch's start, then no training
+    step changes them while the weights (BatchNorm's own scale and shift among them) go on learning."""
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "cfg.json", epochs=2, folds=[0], freeze_batchnorm_from_epoch=2)
+    plain = train_cli(small_cohort, tmp_path / "plain", write_config(tmp_path / "plain.json", epochs=2, folds=[0]))
+    first = train_cli(small_cohort, out, config)
+    assert plain.returncode == 0 and first.returncode == 0, first.stderr[-3000:]
+    assert "BatchNorm statistics recomputed on" in first.stdout and "fixed from epoch 2 on" in first.stdout
+    assert "BatchNorm statistics recomputed" not in plain.stdout
+    epoch2 = torch.load(out / "fold0" / "checkpoint.pt", weights_only=True)["model"]
+    unfrozen = torch.load(tmp_path / "plain" / "fold0" / "checkpoint.pt", weights_only=True)["model"]
+    stats = [k for k in epoch2 if k.endswith(("running_mean", "running_var"))]
+    assert stats and not all(torch.allclose(epoch2[k], unfrozen[k]) for k in stats)
+    longer = train_cli(small_cohort, out, config, "--resume", "--epochs", "3")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "BatchNorm statistics recomputed" not in longer.stdout  # only at the start of epoch 2
+    epoch3 = torch.load(out / "fold0" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(epoch2[k], epoch3[k]) for k in stats + [k for k in epoch2 if k.endswith("num_batches_tracked")])
+    bn_weights = [k.replace("running_mean", "weight") for k in stats if k.endswith("running_mean")]
+    assert not all(torch.equal(epoch2[k], epoch3[k]) for k in bn_weights)
+    refused = train_cli(small_cohort, tmp_path / "run2", write_config(tmp_path / "bad.json", epochs=2, freeze_batchnorm_from_epoch=3))
+    assert refused.returncode == 2 and "freeze_batchnorm_from_epoch" in refused.stderr

@@ -50,6 +50,9 @@ class TrainConfig:
     # (BatchNorm statistics then recomputed on the training scans) instead of the best epoch by validation loss.
     # None: the paper's best epoch.
     average_from_epoch: int | None = None
+    # From this epoch on, train with fixed BatchNorm statistics (recomputed at its start over the epoch's
+    # augmented training scans), as the network predicts, instead of each batch's. None: the paper.
+    freeze_batchnorm_from_epoch: int | None = None
     # The network learns (age - mean) / SD of the training ages; the exported weights are folded back to
     # years, so packages are unchanged. Off by default (the paper); it makes short runs (the demo) converge.
     standardize_targets: bool = False
@@ -133,6 +136,8 @@ class TrainConfig:
             problems.append(f"folds {list(self.folds)} must lie in 0..{self.n_folds - 1}")
         if self.average_from_epoch is not None and not 1 <= self.average_from_epoch <= self.epochs:
             problems.append(f"average_from_epoch must lie in 1..epochs ({self.epochs}) or be null")
+        if self.freeze_batchnorm_from_epoch is not None and not 1 <= self.freeze_batchnorm_from_epoch <= self.epochs:
+            problems.append(f"freeze_batchnorm_from_epoch must lie in 1..epochs ({self.epochs}) or be null")
         if self.loss != "mse":
             problems.append("loss must be 'mse' (the paper's loss)")
         if self.split_by != "subject":
@@ -167,6 +172,8 @@ SETTING_HELP = {
     "average_from_epoch": "export the average of the weights of every epoch from this one on (stochastic weight "
                           "averaging, BatchNorm statistics then recomputed on the training scans) instead of the best epoch by validation "
                           "loss (null: the best epoch, the paper)",
+    "freeze_batchnorm_from_epoch": "from this epoch on, train with fixed BatchNorm statistics, recomputed at its start "
+                                   "over its augmented training scans, as prediction uses them (null: each batch's, the paper)",
     "standardize_targets": "learn (age - mean) / SD of the training ages; the exported weights give years again "
                            "(makes short runs converge; the demo uses it)",
     "n_folds": "cross-validation folds (80/10/10 train/validation/test by subject with 5)",

@@ -37,6 +37,7 @@ from BrainAgeLib.io import atomic_path
 from BrainAgeLib.model import build_model
 
 from .augment import augment, build_augmentation, sample_seed
+from .batchnorm import freeze_statistics, recompute_statistics
 from .cache import CachedSample
 from .config import TrainConfig
 from .ddp import DistContext, all_gather_objects, all_reduce_sum, barrier
@@ -258,7 +259,15 @@ def train_fold(
         train_set.epoch = epoch
         sampler.set_epoch(epoch)
         loader = _loader(train_set, sampler, per_rank_batch, config, device)
+        frozen = config.freeze_batchnorm_from_epoch is not None and epoch + 1 >= config.freeze_batchnorm_from_epoch
+        if frozen and epoch + 1 == config.freeze_batchnorm_from_epoch:
+            recompute_statistics(model, loader, device)  # this epoch's augmented scans (DDP: rank 0's are broadcast)
+            if ctx.is_main:
+                log(f"fold {fold}: BatchNorm statistics recomputed on {len(train_set)} augmented training scans "
+                    f"and fixed from epoch {epoch + 1} on")
         net.train()
+        if frozen:
+            freeze_statistics(model)
         t0 = time.perf_counter()
         loss_sum, count = 0.0, 0
         bar = tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{total_epochs}", unit="batch", leave=False,
