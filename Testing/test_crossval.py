@@ -168,3 +168,16 @@ def test_initial_weights_restate_the_output_for_standardised_targets(tmp_path):
     assert 50 + 10 * standardised == pytest.approx(years, abs=0.05)  # fp16 storage
     with pytest.raises(ConfigError, match="init_from"):
         TrainConfig.from_dict({"init_from": str(tmp_path / "missing.safetensors")})
+
+
+def test_forward_arrays_mirror_is_the_mean_with_the_mirror_image():
+    from BrainAgeTrainingLib.crossval.predictions import forward_arrays
+
+    model = build_model({"init_features": 4, "growth_rate": 4, "block_config": [1, 1, 1, 1]}, seed=0).eval()
+    rng = np.random.default_rng(0)
+    arrays = [rng.random((80, 120, 40), dtype=np.float32) for _ in range(3)]
+    plain = np.array(forward_arrays(model, arrays, batch=2))
+    flipped = np.array(forward_arrays(model, [np.ascontiguousarray(a[::-1]) for a in arrays], batch=2))
+    both = np.array(forward_arrays(model, arrays, batch=2, mirror=True))
+    assert not np.allclose(plain, flipped)
+    np.testing.assert_allclose(both, (plain + flipped) / 2, atol=1e-5)

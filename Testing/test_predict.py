@@ -212,3 +212,32 @@ def test_cpu_batch_runs_each_pass_as_soon_as_it_is_ready(predictor, colin_brain_
     assert sizes == [2, 1]  # not one call of 3 after all were prepared
     assert [r.source for r in results] == [str(s) for s in sources]
     assert results[2].fold_ages == pytest.approx(results[0].fold_ages, abs=1e-3)
+
+
+def test_mirror_average_is_the_mean_of_the_scan_and_its_mirror_image(small_package, colin_brain_path, tmp_path):
+    """mirror_average: each fold's age is the mean of the model input's and its right-left mirror image's ages;
+    the model card's test_time setting is the default, an explicit argument wins."""
+    import shutil
+
+    from BrainAgeLib.package import read_card, write_card
+
+    plain = Predictor(small_package, skull_strip="none")
+    assert plain.mirror_average is False  # a card without test_time
+    case = plain.prepare_volume(load_volume(colin_brain_path))
+    data = case.prepared.data
+    mirrored_data = np.ascontiguousarray(data[::-1])
+    expected = (plain.forward([data]) + plain.forward([mirrored_data])) / 2
+    assert not np.allclose(plain.forward([data]), expected, atol=1e-3)  # the real head is not symmetric
+    mirror = Predictor(small_package, skull_strip="none", mirror_average=True)
+    np.testing.assert_allclose(mirror.forward([data]), expected, atol=1e-4)
+    np.testing.assert_allclose(mirror.forward([data, mirrored_data])[1], expected[0], atol=1e-4)  # symmetric by construction
+    result = mirror.predict_case(case)
+    assert math.isclose(result.predicted_age, float(expected[0].mean()), abs_tol=1e-3)
+
+    package = tmp_path / "mirrored"
+    shutil.copytree(small_package, package)
+    card = read_card(package)
+    card.test_time = {"mirror_average": True}
+    write_card(package, card)
+    assert Predictor(package, skull_strip="none").mirror_average is True
+    assert Predictor(package, skull_strip="none", mirror_average=False).mirror_average is False

@@ -376,3 +376,23 @@ def test_freezing_batchnorm_trains_with_fixed_statistics_from_the_chosen_epoch(t
     assert not all(torch.equal(epoch2[k], epoch3[k]) for k in bn_weights)
     refused = train_cli(small_cohort, tmp_path / "run2", write_config(tmp_path / "bad.json", epochs=2, freeze_batchnorm_from_epoch=3))
     assert refused.returncode == 2 and "freeze_batchnorm_from_epoch" in refused.stderr
+
+
+def test_out_of_fold_predictions_of_chosen_roles_and_mirrored(uninterrupted_run, small_cohort):
+    """run_predictions: ``roles`` keeps exactly those rows of the full table; ``mirror`` changes every age and
+    matches the run's test predictions without it."""
+    from BrainAgeTrainingLib.crossval.predictions import run_predictions
+
+    run, _ = uninterrupted_run
+    keys = ["fold", "subject", "input", "offset"]
+    full = run_predictions(run, [str(small_cohort)], progress=False)
+    some = run_predictions(run, [str(small_cohort)], progress=False, roles=("val", "test"))
+    assert set(full["role"]) == {"train", "val", "test"} and set(some["role"]) == {"val", "test"}
+    expected = full[full["role"] != "train"].sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(some.sort_values(keys).reset_index(drop=True), expected, atol=1e-6)
+    test = pd.read_csv(run / "test_predictions.csv").merge(
+        full[(full["role"] == "test") & (full["input"] == "clinical")], on=["fold", "subject", "offset"])
+    np.testing.assert_allclose(test["predicted_age_x"], test["predicted_age_y"], atol=1e-3)
+    mirrored = run_predictions(run, [str(small_cohort)], progress=False, roles=("test",), mirror=True)
+    plain = full[full["role"] == "test"]
+    assert len(mirrored) == len(plain) and not np.allclose(np.sort(mirrored["predicted_age"]), np.sort(plain["predicted_age"]))

@@ -110,6 +110,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="folder for oof_predictions.csv, summary.json, table.md")
     p.add_argument("--figure", help="PNG of the first run's cross-validation")
     p.add_argument("--folds", type=int, nargs="+", help="score only these folds (e.g. a run that trained fold 0 only)")
+    p.add_argument("--mirror", action="store_true",
+                   help="average every age with the left-right mirror image's (Predictor(mirror_average=True))")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (subjects)")
     args = p.parse_args(argv)
 
@@ -126,7 +128,8 @@ def main(argv=None) -> int:
             name, run_dir = item.split("=", 1)
             best = run_dir.endswith(":best")
             run_dir = run_dir.removesuffix(":best")
-            oof = run_predictions(run_dir, args.data, cache_dir=args.cache_dir, best_epoch=best, folds=args.folds)
+            oof = run_predictions(run_dir, args.data, cache_dir=args.cache_dir, best_epoch=best, folds=args.folds,
+                                  mirror=args.mirror, roles=("val", "test"))  # only these are scored and kept
             frames.append(add_fold_correction(oof).assign(config=name))
             stats[name] = run_stats(Path(run_dir))
         first = Path(args.baselines_from or args.run[0].split("=", 1)[1].removesuffix(":best"))
@@ -146,7 +149,8 @@ def main(argv=None) -> int:
     text, records = table(frame, stats, args.bootstrap)
     which = f"fold{'s' if len(args.folds or []) > 1 else ''} {', '.join(map(str, args.folds))} only" if args.folds else "each fold"
     header = (f"CPU: {cpu_model_and_flags()[0]}; test subjects of {which}; CIs: {args.bootstrap} bootstrap resamples of subjects; "
-              "corrected: bias line fitted per fold on its validation subjects")
+              "corrected: bias line fitted per fold on its validation subjects"
+              + ("; every network's age averaged over the scan and its mirror image" if args.mirror else ""))
     print(header)
     print(text)
     if args.out:

@@ -50,6 +50,7 @@ class ModelCard:
     calibration: dict | None = None
     training_data: dict = field(default_factory=dict)
     folds: list[dict] = field(default_factory=list)  # {"file", "sha256", "metrics"}
+    test_time: dict = field(default_factory=dict)  # {"mirror_average": true}: average each scan with its mirror image
     intended_use: str = "research use only; not a medical device"
     synthetic_demo: bool = False
     created: str = ""

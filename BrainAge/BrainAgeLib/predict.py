@@ -109,6 +109,7 @@ class Predictor:
         skull_strip: str = "hd-bet",
         allow_non_axial: bool = False,
         keep_failed_qc: bool = False,
+        mirror_average: bool | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -137,6 +138,10 @@ class Predictor:
         self.skull_strip_backend = skull_strip
         self.allow_non_axial = allow_non_axial
         self.keep_failed_qc = keep_failed_qc  # give ages to scans with a hard QC failure (marked in age_flag)
+        # each fold's age = mean of the scan and its mirror image across the mid-sagittal plane (the training's
+        # mirror augmentation); None: as the model card says (``test_time.mirror_average``), else off
+        self.mirror_average = bool((card.test_time or {}).get("mirror_average", False)
+                                   if mirror_average is None else mirror_average)
         self.model_label = f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''})"
 
     def _auto_precision(self) -> tuple[str, str | None]:
@@ -186,6 +191,9 @@ class Predictor:
         parts = x.split(self.micro_batch)  # on CPU, passes small enough to stay in cache (cpu_kernels.cpu_micro_batch)
         with self._autocast(precision):
             outputs = [torch.cat([m(part).float()[:, 0] for part in parts]) for m in self.models]
+            if self.mirror_average:  # voxel axis 0 of the canonical RAS+ input is right-left
+                mirrored = [torch.cat([m(part.flip(2)).float()[:, 0] for part in parts]) for m in self.models]
+                outputs = [(a + b) / 2 for a, b in zip(outputs, mirrored)]
         return torch.stack(outputs, dim=1).cpu().numpy().astype(float)
 
     @torch.inference_mode()

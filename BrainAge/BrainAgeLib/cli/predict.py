@@ -48,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--mirror-average", action="store_true", default=None,
+                   help="average each fold's age over the scan and its left-right mirror image (2x the network time; "
+                        "default: as the model card says)")
     p.add_argument("--allow-non-axial", action="store_true", help="accept sagittal/coronal acquisitions (not validated)")
     p.add_argument("--keep-failed-qc", action="store_true",
                    help="give ages to scans with a hard QC failure too (their age_flag column marks them); "
@@ -98,6 +101,7 @@ def _run(args: argparse.Namespace, out: Path, cleanup: contextlib.ExitStack) -> 
             skull_strip=args.skull_strip,
             allow_non_axial=args.allow_non_axial,
             keep_failed_qc=args.keep_failed_qc,
+            mirror_average=args.mirror_average,
         )
         if args.dask:
             read_card(model)  # checked here; each Dask worker loads the package itself

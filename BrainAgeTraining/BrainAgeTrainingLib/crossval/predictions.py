@@ -34,13 +34,15 @@ from ..train_loop import fold_weights, load_fold_model
 COLUMNS = ("fold", "subject", "role", "input", "offset", "age", "predicted_age")
 
 
-def forward_arrays(model: torch.nn.Module, arrays: list[np.ndarray], batch: int = 16) -> list[float]:
-    """Ages of model-ready arrays through one network (eval mode, batched, no autograd)."""
+def forward_arrays(model: torch.nn.Module, arrays: list[np.ndarray], batch: int = 16, mirror: bool = False) -> list[float]:
+    """Ages of model-ready arrays through one network (eval mode, batched, no autograd); ``mirror``: each the mean
+    of the array and its left-right mirror image, as ``Predictor(mirror_average=True)``."""
     out: list[float] = []
     with torch.inference_mode():
         for start in range(0, len(arrays), batch):
             x = torch.from_numpy(np.stack(arrays[start:start + batch]).astype(np.float32))[:, None]
-            out.extend(model(x)[:, 0].double().tolist())
+            ages = model(x)[:, 0].double()
+            out.extend(((ages + model(x.flip(2))[:, 0].double()) / 2 if mirror else ages).tolist())
     return out
 
 
@@ -52,14 +54,17 @@ def prepare_3d(record, spec: PreprocessSpec, skull_strip: str) -> np.ndarray:
 
 def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *, cache_dir: str | None = None,
                     all_3d: bool = False, progress: bool = True, best_epoch: bool = False,
-                    folds: list[int] | None = None) -> pd.DataFrame:
+                    folds: list[int] | None = None, mirror: bool = False,
+                    roles: tuple[str, ...] = ("train", "val", "test")) -> pd.DataFrame:
     """Rows of :data:`COLUMNS` for every fold of ``run_dir`` that has its exported weights (``best.safetensors``, or ``average.safetensors``).
 
     ``data`` defaults to the data the run recorded (``data_summary.json`` does not keep paths,
     so pass the same ``--data`` entries as the run). ``best_epoch``: the best epoch's weights even where the run
-    exports averaged ones. ``folds``: only these folds (default: all).
+    exports averaged ones. ``folds``: only these folds (default: all). ``mirror``: every age averaged with the
+    mirror image's (``forward_arrays``). ``roles``: only the subjects with these roles in a fold.
     """
     run_dir = Path(run_dir)
+    wanted = set(roles)
     config = load_config(run_dir / "config.json")
     spec = PreprocessSpec()
     report = load_datasets(list(data), config.min_years_between_scans)
@@ -76,17 +81,19 @@ def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *
             continue
         if not fold_weights(run_dir / f"fold{fold}", config, best_epoch).is_file():
             continue
-        roles = {s: "train" for s in split["train"]} | {s: "val" for s in split["val"]} | {s: "test" for s in split["test"]}
+        everyone = {s: "train" for s in split["train"]} | {s: "val" for s in split["val"]} | {s: "test" for s in split["test"]}
+        role_of = {s: role for s, role in everyone.items() if role in wanted}
         model = load_fold_model(run_dir / f"fold{fold}", config, best_epoch)
-        chosen = [s for s in samples if s.subject in roles]
-        preds = forward_arrays(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)])
-        rows += [{"fold": fold, "subject": s.subject, "role": roles[s.subject], "input": "clinical", "offset": s.offset,
+        chosen = [s for s in samples if s.subject in role_of]
+        preds = forward_arrays(model, [np.load(s.array) for s in tqdm(chosen, desc=f"fold {fold} clinical", disable=not progress)],
+                               mirror=mirror)
+        rows += [{"fold": fold, "subject": s.subject, "role": role_of[s.subject], "input": "clinical", "offset": s.offset,
                   "age": s.age, "predicted_age": p} for s, p in zip(chosen, preds)]
-        subjects = [s for s in roles if s in records and (all_3d or roles[s] != "train")]
+        subjects = [s for s in role_of if s in records and (all_3d or role_of[s] != "train")]
         for subject in tqdm(subjects, desc=f"fold {fold} 3d", disable=not progress):
             if subject not in arrays_3d:
                 arrays_3d[subject] = prepare_3d(records[subject], spec, config.skull_strip)
-        preds = forward_arrays(model, [arrays_3d[s] for s in subjects])
-        rows += [{"fold": fold, "subject": s, "role": roles[s], "input": "3d", "offset": -1, "age": records[s].age,
+        preds = forward_arrays(model, [arrays_3d[s] for s in subjects], mirror=mirror)
+        rows += [{"fold": fold, "subject": s, "role": role_of[s], "input": "3d", "offset": -1, "age": records[s].age,
                   "predicted_age": p} for s, p in zip(subjects, preds)]
     return pd.DataFrame(rows, columns=list(COLUMNS))
