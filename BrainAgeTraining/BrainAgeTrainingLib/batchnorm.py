@@ -3,8 +3,8 @@
 A network trained with batches of 8 normalises every training step with that batch's statistics
 but predicts with running averages of them. On the IXI runs the two disagree: the validation MAE
 of the same run jumps by up to 30 y from one epoch to the next, mostly as a shift of every age
-(a DenseNet's last checkpoint: mean error -9.3 y with its running statistics, -3.6 y with statistics
-recomputed on the training scans). From the chosen epoch on, the statistics are recomputed once
+(a DenseNet's last checkpoint: mean error -9.3 y with its running statistics, -3.7 y with statistics
+recomputed on its augmented training scans; benchmarks/batchnorm_statistics.py). From the chosen epoch on, the statistics are recomputed once
 over that epoch's augmented training scans and then kept: the remaining training steps normalise
 exactly as prediction will, and only the weights (BatchNorm's scale and shift among them) learn.
 """
