@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--figure", help="PNG of the first run's cross-validation")
     p.add_argument("--folds", type=int, nargs="+", help="score only these folds (e.g. a run that trained fold 0 only)")
     p.add_argument("--mirror", action="store_true",
-                   help="average every age with the left-right mirror image's (Predictor(mirror_average=True))")
+                   help="average every --run network's age with the left-right mirror image's (Predictor(mirror_average=True)); "
+                        "--package models are scored without it")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (subjects)")
     args = p.parse_args(argv)
 
