@@ -233,6 +233,7 @@ def test_mirror_average_is_the_mean_of_the_scan_and_its_mirror_image(small_packa
     np.testing.assert_allclose(mirror.forward([data, mirrored_data])[1], expected[0], atol=1e-4)  # symmetric by construction
     result = mirror.predict_case(case)
     assert math.isclose(result.predicted_age, float(expected[0].mean()), abs_tol=1e-3)
+    assert result.to_row()["model"].endswith("(2 folds, mirror-averaged)") and plain.model_label.endswith("(2 folds)")
 
     package = tmp_path / "mirrored"
     shutil.copytree(small_package, package)

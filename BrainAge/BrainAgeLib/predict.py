@@ -142,7 +142,8 @@ class Predictor:
         # mirror augmentation); None: as the model card says (``test_time.mirror_average``), else off
         self.mirror_average = bool((card.test_time or {}).get("mirror_average", False)
                                    if mirror_average is None else mirror_average)
-        self.model_label = f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''})"
+        self.model_label = (f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''}"
+                            f"{', mirror-averaged' if self.mirror_average else ''})")  # the output's model column
 
     def _auto_precision(self) -> tuple[str, str | None]:
         """('bf16' or 'fp32', key of a check still to make): bf16 only on CPUs with native bf16."""
