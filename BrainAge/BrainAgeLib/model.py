@@ -132,5 +132,12 @@ def empty_model(config: dict | None = None) -> nn.Module:
         return build_model(config)
 
 
+def network_ages(model: nn.Module, x: torch.Tensor, mirror: bool = False) -> torch.Tensor:
+    """Ages (N,) of a batch N x 1 x X x Y x Z in float32; ``mirror``: each the mean with the age of its right-left
+    mirror image (voxel axis 0 of the canonical RAS+ input, the axis the training's mirror augmentation flips)."""
+    ages = model(x).float()[:, 0]
+    return (ages + model(x.flip(2)).float()[:, 0]) / 2 if mirror else ages
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

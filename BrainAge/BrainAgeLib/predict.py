@@ -25,6 +25,7 @@ from .cpu_kernels import cpu_micro_batch
 from .cpu_precision import TOLERANCE_Y, decision_key, native_bf16, record_precision, recorded_precision
 from .cpu_runtime import flush_denormals
 from .io import Volume, load_volume, validate_volume
+from .model import network_ages
 from .package import ModelPackage, load_package
 from .preprocess import PreparedScan, prepare
 from .qc_policy import KEPT_MARK, failed_qc_error, hard_failures
@@ -138,8 +139,8 @@ class Predictor:
         self.skull_strip_backend = skull_strip
         self.allow_non_axial = allow_non_axial
         self.keep_failed_qc = keep_failed_qc  # give ages to scans with a hard QC failure (marked in age_flag)
-        # each fold's age = mean of the scan and its mirror image across the mid-sagittal plane (the training's
-        # mirror augmentation); None: as the model card says (``test_time.mirror_average``), else off
+        # each fold's age = mean of the scan's and its mirror image's (model.network_ages);
+        # None: as the model card says (``test_time.mirror_average``), else off
         self.mirror_average = bool((card.test_time or {}).get("mirror_average", False)
                                    if mirror_average is None else mirror_average)
         self.model_label = (f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''}"
@@ -191,10 +192,7 @@ class Predictor:
     def _ages(self, x: torch.Tensor, precision: str) -> np.ndarray:
         parts = x.split(self.micro_batch)  # on CPU, passes small enough to stay in cache (cpu_kernels.cpu_micro_batch)
         with self._autocast(precision):
-            outputs = [torch.cat([m(part).float()[:, 0] for part in parts]) for m in self.models]
-            if self.mirror_average:  # voxel axis 0 of the canonical RAS+ input is right-left
-                mirrored = [torch.cat([m(part.flip(2)).float()[:, 0] for part in parts]) for m in self.models]
-                outputs = [(a + b) / 2 for a, b in zip(outputs, mirrored)]
+            outputs = [torch.cat([network_ages(m, part, self.mirror_average) for part in parts]) for m in self.models]
         return torch.stack(outputs, dim=1).cpu().numpy().astype(float)
 
     @torch.inference_mode()

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from BrainAgeLib.io import load_nifti
+from BrainAgeLib.model import network_ages
 from BrainAgeLib.preprocess import prepare
 from BrainAgeLib.spec import PreprocessSpec
 
@@ -36,13 +37,12 @@ COLUMNS = ("fold", "subject", "role", "input", "offset", "age", "predicted_age")
 
 def forward_arrays(model: torch.nn.Module, arrays: list[np.ndarray], batch: int = 16, mirror: bool = False) -> list[float]:
     """Ages of model-ready arrays through one network (eval mode, batched, no autograd); ``mirror``: each the mean
-    of the array and its left-right mirror image, as ``Predictor(mirror_average=True)``."""
+    with its mirror image's (``BrainAgeLib.model.network_ages``, as ``Predictor(mirror_average=True)``)."""
     out: list[float] = []
     with torch.inference_mode():
         for start in range(0, len(arrays), batch):
             x = torch.from_numpy(np.stack(arrays[start:start + batch]).astype(np.float32))[:, None]
-            ages = model(x)[:, 0].double()
-            out.extend(((ages + model(x.flip(2))[:, 0].double()) / 2 if mirror else ages).tolist())
+            out.extend(network_ages(model, x, mirror).double().tolist())
     return out
 
 
