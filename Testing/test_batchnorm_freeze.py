@@ -1,12 +1,14 @@
-"""BrainAgeTrainingLib.batchnorm: recomputed statistics are the plain average over the batches, and a frozen
-network normalises with them in training mode while gradients still reach BatchNorm's scale and shift."""
+"""Fixed BatchNorm statistics (train_loop, BrainAgeTrainingLib.batchnorm): statistics recomputed by update_bn are
+the plain average over the batches, and a frozen network normalises with them in training mode while gradients
+still reach BatchNorm's scale and shift."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
-from BrainAgeTrainingLib.batchnorm import batchnorm_layers, freeze_statistics, recompute_statistics
+from BrainAgeTrainingLib.batchnorm import batchnorm_layers, freeze_statistics
 
 
 def _net() -> nn.Module:
@@ -17,7 +19,7 @@ def _net() -> nn.Module:
 def test_recomputed_statistics_average_every_batch():
     net = _net()
     batches = [(torch.randn(2, 1, 6, 6, 6) * (i + 1) + i, torch.zeros(2), torch.arange(2)) for i in range(3)]
-    recompute_statistics(net, batches, torch.device("cpu"))
+    update_bn(batches, net, torch.device("cpu"))  # as train_loop calls it: batches of (x, age, index)
     with torch.no_grad():
         features = [net[0](x) for x, *_ in batches]
     expected_mean = torch.stack([f.mean(dim=(0, 2, 3, 4)) for f in features]).mean(0)

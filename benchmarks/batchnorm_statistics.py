@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import update_bn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
@@ -21,9 +22,9 @@ sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 from BrainAgeLib.model import build_model  # noqa: E402
 from BrainAgeLib.spec import PreprocessSpec  # noqa: E402
 from BrainAgeTrainingLib.augment import augment, build_augmentation, sample_seed  # noqa: E402
-from BrainAgeTrainingLib.batchnorm import recompute_statistics  # noqa: E402
 from BrainAgeTrainingLib.cache import PreparationCache  # noqa: E402
 from BrainAgeTrainingLib.config import load_config  # noqa: E402
+from BrainAgeTrainingLib.crossval.predictions import forward_arrays  # noqa: E402
 from BrainAgeTrainingLib.datasets import load_datasets  # noqa: E402
 from BrainAgeTrainingLib.train_loop import target_scaling  # noqa: E402
 from cpu_info import cpu_model_and_flags  # noqa: E402
@@ -50,11 +51,7 @@ def main(argv=None) -> int:
 
     def errors(role: str) -> str:
         chosen = [s for s in samples if s.subject in set(split[role])]
-        model.eval()
-        with torch.inference_mode():
-            out = np.concatenate([(shift + scale * model(torch.from_numpy(np.stack(
-                [np.load(s.array) for s in chosen[i:i + 16]]).astype(np.float32))[:, None])[:, 0].double()).numpy()
-                for i in range(0, len(chosen), 16)])
+        out = shift + scale * np.array(forward_arrays(model.eval(), [np.load(s.array) for s in chosen]))
         error = out - np.array([s.age for s in chosen])
         return f"{role} MAE {np.abs(error).mean():.2f} y, mean error {error.mean():+.2f} y"
 
@@ -68,7 +65,7 @@ def main(argv=None) -> int:
     print(f"CPU: {cpu_model_and_flags()[0]}; run {run.name}, fold {args.fold}, checkpoint after epoch {state['epoch']}")
     print(f"running statistics:               {errors('val')}; {errors('test')}")
     for augmented in (False, True):
-        recompute_statistics(model, batches(augmented), torch.device("cpu"))
+        update_bn(batches(augmented), model, torch.device("cpu"))
         label = "augmented" if augmented else "unaugmented"
         print(f"recomputed on {len(train)} {label + ' scans:':<19}{errors('val')}; {errors('test')}")
     return 0

@@ -37,7 +37,7 @@ from BrainAgeLib.io import atomic_path
 from BrainAgeLib.model import build_model
 
 from .augment import augment, build_augmentation, sample_seed
-from .batchnorm import freeze_statistics, recompute_statistics
+from .batchnorm import freeze_statistics
 from .cache import CachedSample
 from .config import TrainConfig
 from .ddp import DistContext, all_gather_objects, all_reduce_sum, barrier
@@ -261,7 +261,7 @@ def train_fold(
         loader = _loader(train_set, sampler, per_rank_batch, config, device)
         frozen = config.freeze_batchnorm_from_epoch is not None and epoch + 1 >= config.freeze_batchnorm_from_epoch
         if frozen and epoch + 1 == config.freeze_batchnorm_from_epoch:
-            recompute_statistics(model, loader, device)  # this epoch's augmented scans (DDP: rank 0's are broadcast)
+            update_bn(loader, model, device)  # plain average over this epoch's augmented scans (DDP: rank 0's are broadcast)
             if ctx.is_main:
                 log(f"fold {fold}: BatchNorm statistics recomputed on {len(train_set)} augmented training scans "
                     f"and fixed from epoch {epoch + 1} on")
