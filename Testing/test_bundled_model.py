@@ -55,7 +55,9 @@ def test_the_bundled_model_is_small_credited_and_used_when_no_model_is_named(tmp
     package = default_model_path()
     assert package is not None and package.parent.name == "Models"
     loaded = load_package(package)  # every checksum verified
-    assert len(loaded.models) == 5
+    assert len(loaded.models) == 15  # three networks for each of the 5 folds
+    assert sorted({f["metrics"]["cv_fold"] for f in loaded.card.folds}) == [0, 1, 2, 3, 4]
+    assert loaded.card.test_time == {"mirror_average": True}
     assert all((package / f["file"]).stat().st_size <= 4 * 2 ** 20 for f in loaded.card.folds)
     data = loaded.card.training_data
     assert data["subjects"] == 181 and "CC BY-SA 3.0" in data["licence"] and "IXI" in data["credit"]
@@ -72,4 +74,5 @@ def test_the_bundled_model_is_small_credited_and_used_when_no_model_is_named(tmp
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     row = pd.read_csv(out).iloc[0]
-    assert "ixi-hh-densenet-xxs" in row["model"] and 18 <= row["predicted_age"] <= 95
+    assert "ixi-hh-densenet-ensemble" in row["model"] and "mirror-averaged" in row["model"]
+    assert 18 <= row["predicted_age"] <= 95 and len(row["fold_ages"].split(";")) == 15

@@ -11,7 +11,8 @@ import torch
 from BrainAgeLib.errors import ChecksumError, ModelPackageError, UnsafeWeightsError
 from BrainAgeLib.package import CARD_NAME, ModelCard, load_package, read_card, save_package
 from BrainAgeLib.spec import PreprocessSpec
-from conftest import scaled_model
+from BrainAgeLib.model import ARCHITECTURE, DEFAULT_CONFIG
+from conftest import SMALL_CONFIG, scaled_model
 
 
 @pytest.fixture()
@@ -233,3 +234,38 @@ def test_weights_of_another_size_are_a_package_error(package_copy):
     (package_copy / CARD_NAME).write_text(json.dumps(card))
     with pytest.raises(ModelPackageError, match="do not fit the card's architecture"):
         load_package(package_copy)
+
+
+def test_a_safetensors_header_starting_with_the_pickle_mark_loads(tmp_path):
+    """A header of 128 + 256 k bytes starts the file with 0x80, pickle's first byte: still safetensors."""
+    from safetensors.torch import save_file
+
+    from BrainAgeLib.package import _is_safetensors
+
+    path = tmp_path / "w.safetensors"
+    for padding in range(300):  # a metadata value of growing length moves the header length through 0x80
+        save_file({"w": torch.zeros(2)}, str(path), metadata={"pad": "x" * padding})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80 and _is_safetensors(path)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "p.safetensors")
+    assert not _is_safetensors(tmp_path / "p.safetensors")
+
+
+def test_several_networks_per_fold_with_their_own_architectures(tmp_path):
+    """An ensemble package: entries name their files and carry their own config; each loads as saved."""
+    wide = {**SMALL_CONFIG, "growth_rate": 6}
+    models = [scaled_model(0, config=SMALL_CONFIG), scaled_model(1, config=wide), scaled_model(2, config=SMALL_CONFIG)]
+    entries = [{"file": "fold0-a.safetensors"}, {"file": "fold0-b.safetensors", "config": {**DEFAULT_CONFIG, **wide}},
+               {"file": "fold1-a.safetensors", "metrics": {"cv_fold": 1}}]
+    card = ModelCard(name="ens", version="1", folds=entries,
+                     architecture={"name": ARCHITECTURE, "config": {**DEFAULT_CONFIG, **SMALL_CONFIG}})
+    loaded = load_package(save_package(tmp_path / "ens", models, card))
+    assert [f["file"] for f in loaded.card.folds] == ["fold0-a.safetensors", "fold0-b.safetensors", "fold1-a.safetensors"]
+    assert loaded.card.folds[2]["metrics"] == {"cv_fold": 1}
+    x = torch.randn(1, 1, 80, 120, 40, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for model, original in zip(loaded.models, models):
+            assert torch.equal(model(x), original(x))
+    assert loaded.models[1].features.denseblock1.denselayer1.layers.conv2.out_channels == 6
+    assert loaded.models[0].features.denseblock1.denselayer1.layers.conv2.out_channels == 4

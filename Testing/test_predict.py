@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import torch
 import pytest
 
 from BrainAgeLib.calibration import Calibration
@@ -242,3 +243,30 @@ def test_mirror_average_is_the_mean_of_the_scan_and_its_mirror_image(small_packa
     write_card(package, card)
     assert Predictor(package, skull_strip="none").mirror_average is True
     assert Predictor(package, skull_strip="none", mirror_average=False).mirror_average is False
+
+
+def test_several_networks_per_fold_count_once_in_the_label_and_saliency_explains_one_per_fold(tmp_path, colin_brain_path):
+    """A package of 2 folds x 2 networks: the age is the mean of all 4, the label says so, and the default
+    saliency is that of the first network of each fold (all_networks: of all 4)."""
+    from BrainAgeLib.model import ARCHITECTURE, DEFAULT_CONFIG
+    from BrainAgeLib.package import ModelCard, save_package
+    from BrainAgeLib.saliency import compute_saliency
+    from conftest import SMALL_CONFIG, scaled_model
+
+    config = {**DEFAULT_CONFIG, **SMALL_CONFIG}
+    entries = [{"file": f"fold{f}-{n}.safetensors", "metrics": {"cv_fold": f}} for f in (0, 1) for n in ("a", "b")]
+    card = ModelCard(name="ens", version="1", skull_strip={"backend": "none"}, folds=entries,
+                     architecture={"name": ARCHITECTURE, "config": config})
+    package = save_package(tmp_path / "ens", [scaled_model(seed, config=SMALL_CONFIG) for seed in range(4)], card)
+    predictor = Predictor(package, skull_strip="none")
+    assert predictor.model_label == "ens 1 (2 folds x 2 networks)"
+    assert predictor.saliency_models == [predictor.models[0], predictor.models[2]]
+    case = predictor.prepare_volume(load_volume(colin_brain_path))
+    result = predictor.predict_case(case)
+    assert len(result.fold_ages) == 4 and math.isclose(result.predicted_age, float(np.mean(result.fold_ages)), abs_tol=1e-4)
+    x = torch.as_tensor(case.prepared.data[None, None])
+    default = predictor.saliency(case, "guided-backprop").model_grid
+    np.testing.assert_allclose(default, compute_saliency(predictor.saliency_models, x, "guided-backprop"), rtol=1e-5, atol=1e-9)
+    every = predictor.saliency(case, "guided-backprop", all_networks=True).model_grid
+    np.testing.assert_allclose(every, compute_saliency(predictor.models, x, "guided-backprop"), rtol=1e-5, atol=1e-9)
+    assert not np.allclose(default, every)

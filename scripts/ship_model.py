@@ -1,11 +1,16 @@
-"""Put a finished real-data training run into the extension as its bundled default model.
+"""Put finished real-data training runs into the extension as its bundled default model.
 
     .venv/bin/python scripts/ship_model.py --run RUNS/ixi_xs --cache-dir RUNS/ixi-cache \\
         --cv docs/results/ixi/summary.json --oof docs/results/ixi/oof_predictions.csv --config-name xxs
 
+Several runs on the same folds make one package with several networks per fold (``--run LABEL=RUN[:best]``,
+repeated; files ``fold<k>-<LABEL>.safetensors``); ``--mirror-average`` turns on mirror averaging in its card.
+With ``--oof`` the card's calibration is refitted on the cross-validated test predictions of ``--config-name``
+(so it matches the networks and test-time setting shipped).
+
 Writes ``BrainAge/Resources/Models/<name>-<version>/`` (float16 fold files, checked against the
-float32 ages on every cached model input, or ``--dtype float32``), and the bundled entry in ``BrainAge/Resources/Models.json``.
-List the new files in BrainAge/CMakeLists.txt (the script prints the lines).
+float32 ages on every cached model input, or ``--dtype float32``), and the bundled entry in ``BrainAge/Resources/Models.json``
+(the only default). List the new files in BrainAge/CMakeLists.txt (the script prints the lines).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 
+from BrainAgeLib.calibration import fit_calibration  # noqa: E402
 from BrainAgeLib.package import read_card, save_package  # noqa: E402
 from BrainAgeTrainingLib.config import load_config  # noqa: E402
 from BrainAgeTrainingLib.train_loop import load_fold_model  # noqa: E402
@@ -53,31 +59,76 @@ def _cv_summary(path: Path | None, name: str) -> list[dict]:
     return keep
 
 
-def _residuals(path: Path | None, name: str) -> list[dict]:
+def _test_subjects(path: Path, name: str):
     """Per test subject: age, predicted and corrected age (clinical-style input, mean over slicing offsets)."""
-    if not path:
-        return []
     import pandas as pd
 
     frame = pd.read_csv(path)
     test = frame[(frame["config"] == name) & (frame["input"] == "clinical") & (frame["role"] == "test")]
-    per_subject = test.groupby("subject", as_index=False)[["age", "predicted_age", "corrected_age"]].mean()
+    if test.empty:
+        raise SystemExit(f"{path}: no clinical test rows of configuration {name!r}")
+    return test.groupby("subject", as_index=False)[["age", "predicted_age", "corrected_age"]].mean()
+
+
+def _residuals(path: Path | None, name: str) -> list[dict]:
+    if not path:
+        return []
     return [{k: (round(float(v), 3) if k != "subject" else v) for k, v in row.items()}
-            for row in per_subject.to_dict("records")]
+            for row in _test_subjects(path, name).to_dict("records")]
+
+
+def _parse_run(text: str, single: bool) -> tuple[str, Path, bool]:
+    """``LABEL=RUN[:best]`` (or a bare RUN when it is the only one) -> (label, run folder, best epoch)."""
+    label, _, where = text.rpartition("=")
+    if not label and not single:
+        raise SystemExit(f"--run {text}: with several runs, name each one: --run LABEL=RUN[:best]")
+    best = where.endswith(":best")
+    return label, Path(where[:-5] if best else where), best
+
+
+def _networks(runs: list[tuple[str, Path, bool]], card):
+    """The runs' fold networks in fold order (float32), and the card's entries for them."""
+    models, entries = [], []
+    for fold in card.folds:
+        index = fold["metrics"]["cv_fold"]
+        for label, run, best in runs:
+            config = load_config(run / "config.json")
+            models.append(load_fold_model(run / f"fold{index}", config, best_epoch=best))
+            metrics = next(f["metrics"] for f in read_card(run / "model").folds if f["metrics"]["cv_fold"] == index)
+            name = f"fold{index}-{label}.safetensors" if label else fold["file"]
+            entries.append({"file": name, "metrics": metrics, **({"config": dict(config.model), "network": label,
+                                                                  "run": run.name + (":best" if best else "")}
+                                                                 if label else {})})
+    return models, entries
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, help="brainage train run folder (holds model/)")
+    p.add_argument("--run", required=True, action="append",
+                   help="brainage train run folder (holds model/); repeat as LABEL=RUN[:best] for several networks per fold")
     p.add_argument("--cache-dir", required=True, help="its preparation cache (model inputs for the float16 check)")
     p.add_argument("--cv", type=Path, help="summary.json of benchmarks/real_cv.py")
     p.add_argument("--config-name", default="xxs", help="the run's name in summary.json")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16",
                    help="storage of the fold files (float16 is refused when it moves an age by > 0.05 y)")
-    p.add_argument("--oof", type=Path, help="oof_predictions.csv of benchmarks/real_cv.py (reference residuals for case reports)")
+    p.add_argument("--oof", type=Path, help="oof_predictions.csv of benchmarks/real_cv.py (reference residuals for case "
+                                           "reports; the calibration is refitted on its test predictions)")
+    p.add_argument("--mirror-average", action="store_true", help="the card turns on mirror averaging (test_time)")
+    p.add_argument("--name", help="model name (default: the first run's)")
+    p.add_argument("--version", help="model version (default: the first run's)")
+    p.add_argument("--description", help="model description (default: the first run's)")
     args = p.parse_args(argv)
-    run = Path(args.run)
+    runs = [_parse_run(text, len(args.run) == 1) for text in args.run]
+    run = runs[0][1]
     card = read_card(run / "model")
+    card.name, card.version = args.name or card.name, args.version or card.version
+    card.description = args.description or card.description
+    card.test_time = {"mirror_average": True} if args.mirror_average else {}
+    if args.oof:
+        subjects = _test_subjects(args.oof, args.config_name)
+        method = load_config(run / "config.json").calibration_method
+        card.calibration = fit_calibration(subjects["predicted_age"], subjects["age"], method=method,
+                                           site="cross-validation test sets").to_dict()
     inputs = [np.load(p) for p in sorted(Path(args.cache_dir).glob("scans/*/offset*.npy"))]
     dest = ROOT / "BrainAge" / "Resources" / "Models" / f"{card.name}-{card.version}"
     updates = {"credit": CREDIT, "licence": "CC BY-SA 3.0 (the training data's licence)",
@@ -85,11 +136,11 @@ def main(argv=None) -> int:
                "cross_validation": _cv_summary(args.cv, args.config_name),
                "cross_validation_note": "5 folds by subject (80/10/10, age-stratified); test subjects only; "
                                         "corrected = bias line fitted per fold on its validation subjects",
-               "training_config": json.loads((run / "config.json").read_text()),
+               "training_config": (json.loads((run / "config.json").read_text()) if len(runs) == 1 else
+                                   {label: json.loads((path / "config.json").read_text()) for label, path, _ in runs}),
                "cross_validation_residuals": _residuals(args.oof, args.config_name)}
     with tempfile.TemporaryDirectory() as tmp:  # the float32 reference: each fold's exported weights
-        config = load_config(run / "config.json")
-        models = [load_fold_model(run / f"fold{f['metrics']['cv_fold']}", config) for f in card.folds]
+        models, card.folds = _networks(runs, card)
         reference = save_package(Path(tmp) / "float32", models, copy.deepcopy(card))
         result = release_package(reference, dest, inputs, card_updates={"intended_use": INTENDED_USE},
                                  training_data_updates=updates, dtype=args.dtype)
@@ -99,7 +150,7 @@ def main(argv=None) -> int:
     data = json.loads(registry.read_text())
     entry = {"name": card.name, "version": card.version, "path": f"Models/{dest.name}", "bundled": True, "default": True,
              "description": card.description, "synthetic_demo": False}
-    data["models"] = [m for m in data.get("models", []) if m.get("path") != entry["path"]] + [entry]
+    data["models"] = [{**m, "default": False} for m in data.get("models", []) if m.get("path") != entry["path"]] + [entry]
     registry.write_text(json.dumps(data, indent=2) + "\n")
     for f in sorted(dest.iterdir()):
         print(f"  Resources/Models/{dest.name}/{f.name}")

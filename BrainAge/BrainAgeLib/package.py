@@ -6,6 +6,10 @@ Layout of a package directory::
     fold0.safetensors     one file per cross-validation fold model
     fold1.safetensors ...
 
+A package may hold several networks per fold (an ensemble, e.g. ``fold0-xxs.safetensors``); an entry of
+the card's ``folds`` list that carries its own ``config`` is built with it instead of the card's
+architecture config. Every network counts the same in the package's age (their mean).
+
 Loading never unpickles: only ``.safetensors`` files are read, every file's
 sha256 is checked against the card, and pickle-based checkpoints are refused.
 """
@@ -49,7 +53,7 @@ class ModelCard:
     skull_strip: dict = field(default_factory=lambda: {"backend": "hd-bet"})
     calibration: dict | None = None
     training_data: dict = field(default_factory=dict)
-    folds: list[dict] = field(default_factory=list)  # {"file", "sha256", "metrics"}
+    folds: list[dict] = field(default_factory=list)  # one per network: {"file", "sha256", "metrics"[, "config"]}
     test_time: dict = field(default_factory=dict)  # {"mirror_average": true}: average each scan with its mirror image
     intended_use: str = "research use only; not a medical device"
     synthetic_demo: bool = False
@@ -84,16 +88,27 @@ def _refuse_pickle(path: Path) -> None:
             "Only if you trust its source: load it in Python and write a model package (safetensors weights and a "
             "model card) with BrainAgeLib.package.save_package; `brainage train` writes packages directly."
         )
+    if not _is_safetensors(path):
+        raise UnsafeWeightsError(f"{path.name}: not a safetensors file (a pickle / torch.save archive?); refused.")
+
+
+def _is_safetensors(path: Path) -> bool:
+    """True when the file starts as safetensors does: an 8-byte little-endian header length that fits
+    the file, then the header's JSON ``{``. (Its first byte alone says nothing: a header of 128 + 256 k
+    bytes starts with 0x80, pickle's protocol mark.)"""
     with open(path, "rb") as handle:
-        head = handle.read(8)
-    if head[:1] == b"\x80" or head[:2] == b"PK":
-        raise UnsafeWeightsError(f"{path.name}: looks like a pickle / torch.save archive, not safetensors; refused.")
+        head = handle.read(9)
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8 and head[8:] == b"{"
 
 
 def save_package(
     directory: str | os.PathLike, models: list[nn.Module], card: ModelCard, *, overwrite: bool = False
 ) -> Path:
-    """Write a package directory atomically (built in a temp dir, then renamed)."""
+    """Write a package directory atomically (built in a temp dir, then renamed).
+
+    File names are the card's when it lists one entry with a distinct ``file`` per model (the
+    entries' other keys, such as ``metrics`` and ``config``, are kept), else ``fold<i>.safetensors``.
+    """
     directory = Path(directory)
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; choose another output or pass overwrite=True")
@@ -101,11 +116,13 @@ def save_package(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         old_folds = {f.get("file"): f for f in card.folds}
+        listed = [f.get("file") for f in card.folds]
+        own_names = len(listed) == len(models) and all(listed) and len(set(listed)) == len(listed)
         folds = []
         for index, model in enumerate(models):
-            name = f"fold{index}.safetensors"
+            name = listed[index] if own_names else f"fold{index}.safetensors"
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, str(tmp / name), metadata={"format": f"{PACKAGE_FORMAT}/fold{index}"})  # one key: byte-identical files for identical weights
+            save_file(state, str(tmp / name), metadata={"format": f"{PACKAGE_FORMAT}/{Path(name).stem}"})  # one key: byte-identical files for identical weights
             entry = {**old_folds.get(name, {}), "file": name, "sha256": sha256_of(tmp / name)}
             folds.append(entry)
         card.folds = folds
@@ -152,7 +169,14 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         raise ModelPackageError(f"{card_path}: {exc}") from exc
     if not card.folds:
         raise ModelPackageError(f"{card_path}: the card lists no fold weights")
+    if any(not isinstance(f.get("config", {}), dict) for f in card.folds):
+        raise ModelPackageError(f"{card_path}: a fold entry's config must be a mapping of architecture settings")
     return card
+
+
+def network_config(card: ModelCard, entry: dict) -> dict | None:
+    """The architecture config of one listed network: its own, else the card's."""
+    return entry.get("config") or card.architecture.get("config")
 
 
 def write_card(path: str | os.PathLike, card: ModelCard) -> Path:
@@ -232,16 +256,18 @@ def load_package(path: str | os.PathLike, *, device: str | torch.device = "cpu")
     todo = [p for p in weight_paths if p not in known]
     with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
         hashing = {p: pool.submit(sha256_of, p) for p in todo}  # hashing releases the GIL
-        template = empty_model(card.architecture.get("config"))
+        templates = {}  # one built network per distinct architecture config; the others copy its structure
         models = []
-        for index, (fold, weight_path) in enumerate(zip(card.folds, weight_paths)):
+        for fold, weight_path in zip(card.folds, weight_paths):
             actual = known[weight_path] if weight_path in known else hashing[weight_path].result()
             if actual != fold.get("sha256"):
                 raise ChecksumError(
                     f"{weight_path.name}: sha256 {actual[:12]}... does not match the card ({str(fold.get('sha256'))[:12]}...). "
                     "The file is corrupt or was changed; download or copy the package again."
                 )
-            model = template if index == 0 else _clone_structure(template)
+            config = network_config(card, fold)
+            key = json.dumps(config, sort_keys=True)
+            model = _clone_structure(templates[key]) if key in templates else templates.setdefault(key, empty_model(config))
             try:
                 assign_state(model, _fold_state(weight_path))
             except RuntimeError as exc:

@@ -143,7 +143,12 @@ class Predictor:
         # None: as the model card says (``test_time.mirror_average``), else off
         self.mirror_average = bool((card.test_time or {}).get("mirror_average", False)
                                    if mirror_average is None else mirror_average)
-        self.model_label = (f"{card.name} {card.version} ({len(self.models)} fold{'s' if len(self.models) > 1 else ''}"
+        folds = [f.get("metrics", {}).get("cv_fold", index) for index, f in enumerate(card.folds)]
+        fold_ids = list(dict.fromkeys(folds))  # a package may hold several networks per fold
+        # saliency by default explains the first network listed for each fold (see :meth:`saliency`)
+        self.saliency_models = [self.models[folds.index(k)] for k in fold_ids] if len(folds) == len(self.models) else self.models
+        per_fold = f" x {len(self.models) // len(fold_ids)} networks" if len(self.models) > len(fold_ids) else ""
+        self.model_label = (f"{card.name} {card.version} ({len(fold_ids)} fold{'s' if len(fold_ids) > 1 else ''}{per_fold}"
                             f"{', mirror-averaged' if self.mirror_average else ''})")  # the output's model column
 
     def _auto_precision(self) -> tuple[str, str | None]:
@@ -392,10 +397,17 @@ class Predictor:
 
         return occlusion_effects(self.forward, case.prepared.data, fill=fill or DEFAULT_FILL)
 
-    def saliency(self, case: PreparedCase, method: str = SALIENCY_DEFAULT, **kwargs) -> SaliencyResult:
-        """Saliency of the ensemble's age on the model grid and on the original scan's grid."""
+    def saliency(self, case: PreparedCase, method: str = SALIENCY_DEFAULT, *, all_networks: bool = False,
+                 **kwargs) -> SaliencyResult:
+        """Saliency of the ensemble's age on the model grid and on the original scan's grid.
+
+        A package with several networks per fold is explained by the first network of each fold unless
+        ``all_networks`` (the time grows with the number of networks: 15 compact ones take ~3x as long as 5);
+        the scan is not mirror-averaged here.
+        """
         x = torch.as_tensor(case.prepared.data[None, None], dtype=torch.float32, device=self.device)
-        on_model_grid = compute_saliency(self.models, x, method, **kwargs)  # fp32: autocast is not active here
+        models = self.models if all_networks else self.saliency_models
+        on_model_grid = compute_saliency(models, x, method, **kwargs)  # fp32: autocast is not active here
         on_input = to_reference_grid(on_model_grid, case.prepared.affine, case.volume)
         return SaliencyResult(method, on_model_grid, on_input, fraction_inside(on_input.data, case.brain_mask.data))
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(card), indent=2))
         return 0
     spec = card.preprocess_spec
-    print(f"model        {card.name} {card.version}  ({card.architecture['name']}, {len(card.folds)} fold model(s))")
+    print(f"model        {card.name} {card.version}  ({card.architecture['name']}, {len(card.folds)} network(s))")
     if card.synthetic_demo:
         print("             TRAINED ON SYNTHETIC DATA: a demonstration, not for clinical or research use")
     print(f"intended use {card.intended_use}")
