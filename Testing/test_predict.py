@@ -247,7 +247,7 @@ def test_mirror_average_is_the_mean_of_the_scan_and_its_mirror_image(small_packa
 
 def test_several_networks_per_fold_count_once_in_the_label_and_saliency_explains_one_per_fold(tmp_path, colin_brain_path):
     """A package of 2 folds x 2 networks: the age is the mean of all 4, the label says so, and the default
-    saliency is that of the first network of each fold (all_networks: of all 4)."""
+    saliency and region occlusion are those of the first network of each fold (all_networks: of all 4)."""
     from BrainAgeLib.model import ARCHITECTURE, DEFAULT_CONFIG
     from BrainAgeLib.package import ModelCard, save_package
     from BrainAgeLib.saliency import compute_saliency
@@ -270,3 +270,8 @@ def test_several_networks_per_fold_count_once_in_the_label_and_saliency_explains
     every = predictor.saliency(case, "guided-backprop", all_networks=True).model_grid
     np.testing.assert_allclose(every, compute_saliency(predictor.models, x, "guided-backprop"), rtol=1e-5, atol=1e-9)
     assert not np.allclose(default, every)
+    from BrainAgeLib.saliency.occlusion import occlusion_effects
+
+    regions = predictor.region_effects(case)
+    assert regions == occlusion_effects(lambda a: predictor.forward(a)[:, [0, 2]], case.prepared.data)
+    assert predictor.region_effects(case, all_networks=True) == occlusion_effects(predictor.forward, case.prepared.data)

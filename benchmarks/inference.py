@@ -155,7 +155,7 @@ def main() -> None:
     # BrainAgeLib.file_digests) and, for 'auto', makes (and records) the one-time bf16-vs-fp32 check
     for folds, package in packages.items():
         first = run_config(package, scan, "auto" if "auto" in args.precisions else "fp32", False, 0, env)
-        notes.append(f"first load of the {folds}-fold package on this machine (sha256 of its weights computed): "
+        notes.append(f"first load of the {'first network' if folds == 1 else 'whole package'} on this machine (sha256 of its weights computed): "
                      f"{first['load']:.3f} s; the timed runs load it verified")
     if "auto" in args.precisions:
         decisions = json.loads((tmp / "cache" / "cpu_precision.json").read_text()) if (tmp / "cache" / "cpu_precision.json").is_file() else {}
@@ -164,8 +164,15 @@ def main() -> None:
         if not decisions:
             notes.append("'auto' check: this CPU has no native bf16, so 'auto' is fp32 without a check")
     rows = []
+    whole = "5-fold ensemble"
+    if args.package:
+        from BrainAgeLib.model import count_parameters
+        from BrainAgeLib.package import load_package
+
+        loaded = load_package(args.package)
+        whole = f"whole package ({len(loaded.models)} networks)"
     for precision in args.precisions:
-        for label, folds, saliency, batch in (("1 model", 1, True, args.batch), ("5-fold ensemble", 5, False, 0)):
+        for label, folds, saliency, batch in (("1 model", 1, True, args.batch), (whole, 5, False, 0)):
             runs = [run_config(packages[folds], scan, precision, saliency, batch, env, args.batches) for _ in range(args.repeats)]
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
             rows.append((f"{label}, {precision} ({runs[0]['used']})", med))
@@ -175,12 +182,10 @@ def main() -> None:
             ("forward_scans_per_s", "forward-only scans/s"), ("batch_vs_forward_pct", "steady / forward-only %"), ("peak_rss_mb", "peak RSS MB")]
     network = "paper's DenseNet-169 (20.4 M parameters)" if config is None else f"compact DenseNet {config}"
     if args.package:
-        from BrainAgeLib.model import count_parameters
-        from BrainAgeLib.package import load_package
-
-        loaded = load_package(args.package)
-        network = (f"trained package {loaded.card.name} {loaded.card.version} ({len(loaded.models)} folds, "
-                   f"{count_parameters(loaded.models[0]):,} parameters each)")
+        sizes = sorted({count_parameters(m) for m in loaded.models})
+        mirrored = ", each age mirror-averaged as its card says" if (loaded.card.test_time or {}).get("mirror_average") else ""
+        network = (f"trained package {loaded.card.name} {loaded.card.version} ({len(loaded.models)} networks of "
+                   f"{' or '.join(f'{n:,}' for n in sizes)} parameters{mirrored}; '1 model' is its first)")
     print(f"\n{machine_line()}")
     print(f"Network: {network}; input {scan.name} (pre-stripped, skull strip 'none'); medians of {args.repeats} cold runs; "
           f"load average at the end {os.getloadavg()[0]:.1f}\n")

@@ -8,7 +8,7 @@ load (the Logic keeps the predictor for later clicks), the second click is warm;
 imports a first click triggers in a fresh Slicer (torch, MONAI, ...) are timed on their own.
 The Slicer application itself is not installed here, so GUI painting is not included.
 
-Run:  .venv/bin/python benchmarks/slicer_process.py [--repeats 3] [--network compact --folds 5]
+Run:  .venv/bin/python benchmarks/slicer_process.py [--repeats 3] [--network compact --folds 5 | --package PKG]
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--network", choices=sorted(NETWORKS), default="compact")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--package", help="a trained model package (e.g. the bundled default) instead of untrained networks")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], help="fp32 (what the Logic uses today), auto")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -75,7 +76,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="brainage-slicer-bench-"))
     scan = save_nifti(axial_subsample(load_nifti(sample_path("colin27_head")), 7), tmp / "colin27_head_7mm.nii.gz")
-    package = make_package(tmp / "model", args.folds, NETWORKS[args.network])
+    package = Path(args.package).resolve() if args.package else make_package(tmp / "model", args.folds, NETWORKS[args.network])
     env = {**os.environ, "BRAINAGE_CACHE": str(tmp / "cache")}
     rows = []
     for precision in args.precisions:
@@ -89,8 +90,14 @@ def main() -> None:
             runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         rows.append((precision, runs))
     network = "paper's DenseNet-169" if NETWORKS[args.network] is None else f"compact DenseNet {NETWORKS[args.network]}"
+    network = f"{network}, {args.folds} fold(s), untrained weights"
+    if args.package:
+        from BrainAgeLib.package import read_card
+
+        card = read_card(package)
+        network = f"package {card.name} {card.version} ({len(card.folds)} networks, test time {card.test_time or 'plain'})"
     print(f"\n{machine_line()}")
-    print(f"BrainAgeLogic.process on a slicer-core MRML scene; {network}, {args.folds} fold(s), untrained weights; "
+    print(f"BrainAgeLogic.process on a slicer-core MRML scene; {network}; "
           f"input {scan.name} {load_nifti(scan).shape}; skull strip deepbet; {DEFAULT_METHOD} saliency and region occlusion; "
           f"medians of {args.repeats} fresh processes; load average at the end {os.getloadavg()[0]:.1f}\n")
     print("| precision | imports on first use (s) | first click (s) | second click (s) | stages of the second click (s) |")
@@ -103,8 +110,9 @@ def main() -> None:
             r["second_stages"]["saliency + scene"] = r["second"] - sum(r["second_stages"].values())
         stages = ", ".join(f"{k} {statistics.median(r['second_stages'][k] for r in runs):.2f}" for k in runs[0]["second_stages"])
         print(f"| {precision} ({runs[0]['used']}) | {imports:.2f} | {first:.2f} | {second:.2f} | {stages} |")
-    print(f"\nreproduce: .venv/bin/python benchmarks/slicer_process.py --repeats {args.repeats} --network {args.network} "
-          f"--folds {args.folds} --precisions {' '.join(args.precisions)}")
+    source = f"--package {args.package}" if args.package else f"--network {args.network} --folds {args.folds}"
+    print(f"\nreproduce: .venv/bin/python benchmarks/slicer_process.py --repeats {args.repeats} {source} "
+          f"--precisions {' '.join(args.precisions)}")
 
 
 if __name__ == "__main__":

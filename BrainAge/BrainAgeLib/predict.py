@@ -146,7 +146,8 @@ class Predictor:
         folds = [f.get("metrics", {}).get("cv_fold", index) for index, f in enumerate(card.folds)]
         fold_ids = list(dict.fromkeys(folds))  # a package may hold several networks per fold
         # saliency by default explains the first network listed for each fold (see :meth:`saliency`)
-        self.saliency_models = [self.models[folds.index(k)] for k in fold_ids] if len(folds) == len(self.models) else self.models
+        several = len(folds) == len(self.models) > len(fold_ids)
+        self.saliency_models = [self.models[folds.index(k)] for k in fold_ids] if several else self.models
         per_fold = f" x {len(self.models) // len(fold_ids)} networks" if len(self.models) > len(fold_ids) else ""
         self.model_label = (f"{card.name} {card.version} ({len(fold_ids)} fold{'s' if len(fold_ids) > 1 else ''}{per_fold}"
                             f"{', mirror-averaged' if self.mirror_average else ''})")  # the output's model column
@@ -194,23 +195,23 @@ class Predictor:
             return torch.autocast("cuda", dtype=torch.float16)
         return torch.autocast(self.device.type, enabled=False)
 
-    def _ages(self, x: torch.Tensor, precision: str) -> np.ndarray:
+    def _ages(self, x: torch.Tensor, precision: str, models: Sequence[torch.nn.Module] | None = None) -> np.ndarray:
         parts = x.split(self.micro_batch)  # on CPU, passes small enough to stay in cache (cpu_kernels.cpu_micro_batch)
         with self._autocast(precision):
-            outputs = [torch.cat([network_ages(m, part, self.mirror_average) for part in parts]) for m in self.models]
+            outputs = [torch.cat([network_ages(m, part, self.mirror_average) for part in parts]) for m in models or self.models]
         return torch.stack(outputs, dim=1).cpu().numpy().astype(float)
 
     @torch.inference_mode()
-    def forward(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw ages, shape (n_scans, n_folds).
+    def forward(self, arrays: Sequence[np.ndarray], models: Sequence[torch.nn.Module] | None = None) -> np.ndarray:
+        """Raw ages, shape (n_scans, n_networks), of every network or of ``models`` (some of them).
 
         Under ``precision="auto"`` the first call also runs fp32 and keeps bf16 only
         if no age moved by more than ``TOLERANCE_Y`` (the choice is remembered).
         """
         x = self._input_tensor(arrays)
         with flush_denormals():
-            ages = self._ages(x, self.precision)
-            if self._precision_check is not None:
+            ages = self._ages(x, self.precision, models)
+            if self._precision_check is not None and models is None:
                 reference = self._ages(x, "fp32")
                 difference = float(np.max(np.abs(ages - reference)))
                 chosen = "bf16" if difference <= TOLERANCE_Y else "fp32"
@@ -390,12 +391,13 @@ class Predictor:
         return [r for r in results if r is not None]
 
     # -- saliency ----------------------------------------------------------------------------------
-    def region_effects(self, case: PreparedCase, fill: str | None = None) -> dict[str, float]:
+    def region_effects(self, case: PreparedCase, fill: str | None = None, *, all_networks: bool = False) -> dict[str, float]:
         """Years each brain region moves the ensemble age (occlusion; ``fill``: how a region is replaced, see
-        :mod:`.saliency.occlusion`)."""
+        :mod:`.saliency.occlusion`). Like :meth:`saliency`, of the first network of each fold unless ``all_networks``."""
         from .saliency.occlusion import DEFAULT_FILL, occlusion_effects
 
-        return occlusion_effects(self.forward, case.prepared.data, fill=fill or DEFAULT_FILL)
+        models = None if all_networks or self.saliency_models is self.models else self.saliency_models
+        return occlusion_effects(lambda arrays: self.forward(arrays, models), case.prepared.data, fill=fill or DEFAULT_FILL)
 
     def saliency(self, case: PreparedCase, method: str = SALIENCY_DEFAULT, *, all_networks: bool = False,
                  **kwargs) -> SaliencyResult:
