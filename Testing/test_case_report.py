@@ -91,7 +91,7 @@ def test_case_report_is_one_page_with_the_expected_text(predicted, package, tmp_
     gap = result.brain_age_gap
     for expected in ("Brain age report", "scan: colin27_brain.nii.gz", "Chronological age: 64.0 y",
                      f"BRAIN AGE GAP: {gap:+.1f} y (bias-corrected)", f"± {result.predicted_age_sd:.1f} y",
-                     "(SD over 2 fold models)", "MAE", "among the model's cross-validation residuals",
+                     "(SD over 2 networks)", "MAE", "among the model's cross-validation residuals",
                      "reference subjects aged", "Quality control: passed", "Skull strip: none", "Model: tiny-test 0.1",
                      "Intended use: Research use only; not a medical device. Adults 20-82 y.",
                      "saliency (guided-backprop)"):

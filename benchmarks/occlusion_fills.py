@@ -7,7 +7,7 @@ tissue (:mod:`BrainAgeLib.saliency.occlusion`), the region's volume, and the eff
 The generator enlarges the ventricles and the medial temporal CSF most in its AD-like subjects.
 
     .venv/bin/python benchmarks/occlusion_fills.py --synth RUNS/synth_saliency \\
-        --model shipped=BrainAge/Resources/Models/ixi-hh-densenet-xxs-1.0.0 --model synthetic=RUNS/synth_xxs/model \\
+        --model shipped=BrainAge/Resources/Models/ixi-hh-densenet-ensemble-1.0.0 --model synthetic=RUNS/synth_xxs/model \\
         --out docs/results/saliency/occlusion_fills
 """
 

@@ -47,7 +47,7 @@ def scan_name(result: PredictionResult) -> str:
 def age_lines(result: PredictionResult, error: dict | None) -> list[str]:
     """The ages block: chronological, predicted (fold spread), corrected, gap with its uncertainty."""
     n = len(result.fold_ages)
-    spread = (f"± {result.predicted_age_sd:.1f} y (SD over {n} fold models)" if n > 1
+    spread = (f"± {result.predicted_age_sd:.1f} y (SD over {n} networks)" if n > 1
               else "(one model: no fold spread)")
     lines = [f"NOT A VALID RESULT: {result.age_flag}"] if result.age_flag else []
     lines += [f"Chronological age:  {_y(result.chronological_age) if result.chronological_age is not None else 'not given'}",
@@ -61,7 +61,7 @@ def age_lines(result: PredictionResult, error: dict | None) -> list[str]:
         return lines
     lines.append(f"BRAIN AGE GAP:  {_y(gap, True)}  ({kind})")
     if n > 1:
-        lines.append(f"   model spread: ± {result.predicted_age_sd:.1f} y (SD of the {n} fold models' ages)")
+        lines.append(f"   model spread: ± {result.predicted_age_sd:.1f} y (SD of the {n} networks' ages)")
     if error:
         kind = "corrected" if error["corrected"] else "raw"
         rmse = f", RMSE {error['rmse']:.1f} y" if error.get("rmse") and math.isfinite(error["rmse"]) else ""
@@ -130,7 +130,7 @@ def case_figure(result: PredictionResult, volume: Volume, brain_mask: Volume | N
     reference = reference_from_card(training, corrected)
     error = _error_from(reference, cv_error(training, corrected))
     n = len(result.fold_ages)
-    model_text = (f"{card.name} {card.version} ({n} fold{'s' if n != 1 else ''})" if card is not None else result.model) or "-"
+    model_text = result.model or (f"{card.name} {card.version} ({n} network{'s' if n != 1 else ''})" if card is not None else "-")
     fig = plt.figure(figsize=A4)
     grid = fig.add_gridspec(4, 3, height_ratios=[1.2, 2.6 if reference is not None else 0.8, 2.5, 1.7], left=0.08, right=0.96, top=0.935, bottom=0.03,
                             hspace=0.32, wspace=0.12)
