@@ -155,7 +155,8 @@ def main() -> None:
     # BrainAgeLib.file_digests) and, for 'auto', makes (and records) the one-time bf16-vs-fp32 check
     for folds, package in packages.items():
         first = run_config(package, scan, "auto" if "auto" in args.precisions else "fp32", False, 0, env)
-        notes.append(f"first load of the {'first network' if folds == 1 else 'whole package'} on this machine (sha256 of its weights computed): "
+        which = ("its first network" if folds == 1 else "the whole package") if args.package else f"the {folds}-fold package"
+        notes.append(f"first load of {which} on this machine (sha256 of its weights computed): "
                      f"{first['load']:.3f} s; the timed runs load it verified")
     if "auto" in args.precisions:
         decisions = json.loads((tmp / "cache" / "cpu_precision.json").read_text()) if (tmp / "cache" / "cpu_precision.json").is_file() else {}
