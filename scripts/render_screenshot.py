@@ -10,6 +10,7 @@ is a matplotlib rendering of the same data the module puts in the scene.
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -67,10 +68,12 @@ def main() -> None:
     lines = [(k, v) for k, v in summary_rows(result) if not k.startswith("  fold")]
     panel.text(0.0, 1.0, "Brain Age", color="white", fontsize=14, weight="bold", va="top")
     panel.text(0.0, 0.93, f"Input: {name}", color="#dddddd", fontsize=9, va="top")
-    for row, (key, value) in enumerate(lines):
-        y = 0.85 - row * 0.055
+    y = 0.85
+    for key, value in lines:
+        value = textwrap.fill(value, 40)  # long values (the model's label) wrap as in the panel's table
         panel.text(0.0, y, key, color="#bbbbbb", fontsize=9, va="top")
-        panel.text(0.45, y, value if len(value) <= 40 else value[:39] + "…", color="white", fontsize=9, va="top")
+        panel.text(0.45, y, value, color="white", fontsize=9, va="top")
+        y -= 0.055 + 0.035 * value.count("\n")
     fig.suptitle("Rendered from real BrainAge outputs (not a Slicer screen capture): " + result.model, color="#dddddd", fontsize=9, y=0.02)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90, facecolor=fig.get_facecolor())
