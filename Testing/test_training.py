@@ -267,6 +267,12 @@ def test_release_in_half_precision_keeps_ages_within_0_05_y(uninterrupted_run, t
     assert storage["dtype"] == "float16" and storage["checked_on_model_inputs"] == len(inputs)
     assert shipped.card.version == "9.9" and shipped.card.training_data["credit"] == "test cohort"
 
+    before = {f.name: f.read_bytes() for f in (tmp_path / "shipped").iterdir()}
+    with pytest.raises(ValueError, match="release in float32"):  # a refused release leaves the destination as it was
+        release_package(run / "model", tmp_path / "shipped", inputs, tolerance=diff.max() / 2)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "shipped").iterdir()} == before
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["shipped"]  # no temporary folder left behind
+
 
 IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi-hh-2mm"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def release_package(source: str | os.PathLike, dest: str | os.PathLike, check_in
         return ReleaseResult(Path(dest), 0.0, 0, largest)
     reference = ensemble_ages(loaded.models, check_inputs)
     halves = [copy.deepcopy(m).half() for m in loaded.models]
-    save_package(dest, halves, card, overwrite=True)
-    released = load_package(dest)
-    difference = float(np.max(np.abs(ensemble_ages(released.models, check_inputs) - reference)))
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(dest).parent) as tmp:  # checked before dest is touched
+        released = load_package(save_package(Path(tmp) / "float16", halves, copy.deepcopy(card)))
+        difference = float(np.max(np.abs(ensemble_ages(released.models, check_inputs) - reference)))
     if difference > tolerance:
         raise ValueError(f"float16 weights move an age by {difference:.3f} y (> {tolerance} y); release in float32")
     card.training_data["weights_storage"] = {"dtype": "float16", "max_age_difference_vs_float32_y": round(difference, 5),
