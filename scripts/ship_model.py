@@ -77,6 +77,18 @@ def _residuals(path: Path | None, name: str) -> list[dict]:
             for row in _test_subjects(path, name).to_dict("records")]
 
 
+def _check_inputs(data: list[str], cache_dir: str, run: Path) -> list[np.ndarray]:
+    """The model inputs of the training data's current scan files (a cache may also hold older versions)."""
+    from BrainAgeTrainingLib.cache import PreparationCache
+    from BrainAgeTrainingLib.datasets import load_datasets
+
+    config = load_config(run / "config.json")
+    spec = read_card(run / "model").preprocess_spec
+    cache = PreparationCache(cache_dir, spec, config.skull_strip, config.max_offsets)
+    samples, _ = cache.collect(load_datasets(list(data), config.min_years_between_scans))
+    return [np.load(sample.array) for sample in samples]
+
+
 def _parse_run(text: str, single: bool) -> tuple[str, Path, bool]:
     """``LABEL=RUN[:best]`` (or a bare RUN when it is the only one) -> (label, run folder, best epoch)."""
     label, _, where = text.rpartition("=")
@@ -107,6 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--run", required=True, action="append",
                    help="brainage train run folder (holds model/); repeat as LABEL=RUN[:best] for several networks per fold")
     p.add_argument("--cache-dir", required=True, help="its preparation cache (model inputs for the float16 check)")
+    p.add_argument("--data", nargs="+", default=[str(ROOT.parent / "shared" / "data" / "ixi-hh-2mm")],
+                   help="the training data (its scans' cached model inputs are the float16 check's inputs)")
     p.add_argument("--cv", type=Path, help="summary.json of benchmarks/real_cv.py")
     p.add_argument("--config-name", default="xxs", help="the run's name in summary.json")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16",
@@ -129,7 +143,7 @@ def main(argv=None) -> int:
         method = load_config(run / "config.json").calibration_method
         card.calibration = fit_calibration(subjects["predicted_age"], subjects["age"], method=method,
                                            site="cross-validation test sets").to_dict()
-    inputs = [np.load(p) for p in sorted(Path(args.cache_dir).glob("scans/*/offset*.npy"))]
+    inputs = _check_inputs(args.data, args.cache_dir, run) if args.dtype == "float16" else []
     dest = ROOT / "BrainAge" / "Resources" / "Models" / f"{card.name}-{card.version}"
     updates = {"credit": CREDIT, "licence": "CC BY-SA 3.0 (the training data's licence)",
                "population": "181 healthy adults, 20.2-81.9 y, one site (IXI Hammersmith Hospital, Philips 3T)",
