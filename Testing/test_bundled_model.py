@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from BrainAgeLib.bundled_models import REGISTRY, bundled_entries, default_model_path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _registry(tmp_path, models):
@@ -76,3 +81,38 @@ def test_the_bundled_model_is_small_credited_and_used_when_no_model_is_named(tmp
     row = pd.read_csv(out).iloc[0]
     assert "ixi-hh-densenet-ensemble" in row["model"] and "mirror-averaged" in row["model"]
     assert 18 <= row["predicted_age"] <= 95 and len(row["fold_ages"].split(";")) == 15
+
+
+IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi-hh-2mm"
+
+
+@pytest.mark.skipif(not (IXI / "participants.tsv").is_file(), reason="the real IXI HH data set is not on this machine")
+def test_the_bundled_package_reproduces_its_published_cross_validation_ages(tmp_path):
+    """Two test subjects (folds 1 and 3) prepared from the real scans and their HD-BET masks: each slicing
+    offset's age from the package's networks of that fold, mirror-averaged as its card says, is the age in
+    the out-of-fold table the README and model card quote (docs/results/ixi/mirror/oof_predictions.csv)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from BrainAgeLib.model import network_ages
+    from BrainAgeLib.package import load_package
+    from BrainAgeTrainingLib.cache import prepare_record
+    from BrainAgeTrainingLib.datasets import load_datasets
+
+    package = load_package(default_model_path())
+    table = pd.read_csv(ROOT / "docs" / "results" / "ixi" / "mirror" / "oof_predictions.csv")
+    table = table[(table["config"] == "xxs16+rerun+s16") & (table["input"] == "clinical") & (table["role"] == "test")]
+    picked = {fold: table[table["fold"] == fold]["subject"].iloc[0] for fold in (1, 3)}
+    records = {r.subject: r for r in load_datasets([IXI]).records}
+    for fold, subject in picked.items():
+        entry = prepare_record(records[subject], package.card.preprocess_spec, "auto", None, tmp_path / str(fold))
+        assert entry["error"] is None and len(entry["samples"]) == 4
+        networks = [m for m, f in zip(package.models, package.card.folds) if f["metrics"]["cv_fold"] == fold]
+        assert len(networks) == 3
+        for sample in entry["samples"]:
+            x = torch.from_numpy(np.load(tmp_path / str(fold) / sample["file"]))[None, None]
+            with torch.inference_mode():
+                age = float(np.mean([network_ages(m, x, mirror=True).item() for m in networks]))
+            published = table[(table["subject"] == subject) & (table["offset"] == sample["offset"])]["predicted_age"]
+            assert len(published) == 1 and abs(age - float(published.iloc[0])) < 0.01, (subject, sample["offset"])
