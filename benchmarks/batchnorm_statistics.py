@@ -20,12 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 
 from BrainAgeLib.model import build_model  # noqa: E402
-from BrainAgeLib.spec import PreprocessSpec  # noqa: E402
 from BrainAgeTrainingLib.augment import augment, build_augmentation, sample_seed  # noqa: E402
-from BrainAgeTrainingLib.cache import PreparationCache  # noqa: E402
 from BrainAgeTrainingLib.config import load_config  # noqa: E402
-from BrainAgeTrainingLib.crossval.predictions import forward_arrays  # noqa: E402
-from BrainAgeTrainingLib.datasets import load_datasets  # noqa: E402
+from BrainAgeTrainingLib.crossval.predictions import cached_samples, forward_arrays  # noqa: E402
 from BrainAgeTrainingLib.train_loop import target_scaling  # noqa: E402
 from cpu_info import cpu_model_and_flags  # noqa: E402
 
@@ -39,8 +36,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     run = Path(args.run)
     config = load_config(run / "config.json")
-    report = load_datasets(args.data, config.min_years_between_scans)
-    samples, _ = PreparationCache(args.cache_dir, PreprocessSpec(), config.skull_strip, config.max_offsets).collect(report)
+    samples, _ = cached_samples(run, args.data, args.cache_dir)
     split = json.loads((run / "splits.json").read_text())[args.fold]
     state = torch.load(run / f"fold{args.fold}" / "checkpoint.pt", map_location="cpu", weights_only=True)
     model = build_model(config.model)

@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 from BrainAgeLib.calibration import fit_calibration  # noqa: E402
 from BrainAgeLib.package import read_card, save_package  # noqa: E402
 from BrainAgeTrainingLib.config import load_config  # noqa: E402
+from BrainAgeTrainingLib.crossval.predictions import cached_samples  # noqa: E402
 from BrainAgeTrainingLib.train_loop import load_fold_model  # noqa: E402
 from BrainAgeTrainingLib.release import release_package  # noqa: E402
 
@@ -70,23 +71,11 @@ def _test_subjects(path: Path, name: str):
     return test.groupby("subject", as_index=False)[["age", "predicted_age", "corrected_age"]].mean()
 
 
-def _residuals(path: Path | None, name: str) -> list[dict]:
-    if not path:
+def _residuals(subjects) -> list[dict]:
+    if subjects is None:
         return []
     return [{k: (round(float(v), 3) if k != "subject" else v) for k, v in row.items()}
-            for row in _test_subjects(path, name).to_dict("records")]
-
-
-def _check_inputs(data: list[str], cache_dir: str, run: Path) -> list[np.ndarray]:
-    """The model inputs of the training data's current scan files (a cache may also hold older versions)."""
-    from BrainAgeTrainingLib.cache import PreparationCache
-    from BrainAgeTrainingLib.datasets import load_datasets
-
-    config = load_config(run / "config.json")
-    spec = read_card(run / "model").preprocess_spec
-    cache = PreparationCache(cache_dir, spec, config.skull_strip, config.max_offsets)
-    samples, _ = cache.collect(load_datasets(list(data), config.min_years_between_scans))
-    return [np.load(sample.array) for sample in samples]
+            for row in subjects.to_dict("records")]
 
 
 def _parse_run(text: str, single: bool) -> tuple[str, Path, bool]:
@@ -101,12 +90,13 @@ def _parse_run(text: str, single: bool) -> tuple[str, Path, bool]:
 def _networks(runs: list[tuple[str, Path, bool]], card):
     """The runs' fold networks in fold order (float32), and the card's entries for them."""
     models, entries = [], []
+    configs = {run: load_config(run / "config.json") for _, run, _ in runs}
+    fold_metrics = {run: {f["metrics"]["cv_fold"]: f["metrics"] for f in read_card(run / "model").folds} for _, run, _ in runs}
     for fold in card.folds:
         index = fold["metrics"]["cv_fold"]
         for label, run, best in runs:
-            config = load_config(run / "config.json")
+            config, metrics = configs[run], fold_metrics[run][index]
             models.append(load_fold_model(run / f"fold{index}", config, best_epoch=best))
-            metrics = next(f["metrics"] for f in read_card(run / "model").folds if f["metrics"]["cv_fold"] == index)
             name = f"fold{index}-{label}.safetensors" if label else fold["file"]
             entries.append({"file": name, "metrics": metrics, **({"config": dict(config.model), "network": label,
                                                                   "run": run.name + (":best" if best else "")}
@@ -138,12 +128,13 @@ def main(argv=None) -> int:
     card.name, card.version = args.name or card.name, args.version or card.version
     card.description = args.description or card.description
     card.test_time = {"mirror_average": True} if args.mirror_average else {}
-    if args.oof:
-        subjects = _test_subjects(args.oof, args.config_name)
+    subjects = _test_subjects(args.oof, args.config_name) if args.oof else None
+    if subjects is not None:
         method = load_config(run / "config.json").calibration_method
         card.calibration = fit_calibration(subjects["predicted_age"], subjects["age"], method=method,
                                            site="cross-validation test sets").to_dict()
-    inputs = _check_inputs(args.data, args.cache_dir, run) if args.dtype == "float16" else []
+    # the float16 check's inputs: the training data's current scan files (a cache may also hold older versions)
+    inputs = [np.load(s.array) for s in cached_samples(run, args.data, args.cache_dir)[0]] if args.dtype == "float16" else []
     dest = ROOT / "BrainAge" / "Resources" / "Models" / f"{card.name}-{card.version}"
     updates = {"credit": CREDIT, "licence": "CC BY-SA 3.0 (the training data's licence)",
                "population": "181 healthy adults, 20.2-81.9 y, one site (IXI Hammersmith Hospital, Philips 3T)",
@@ -152,7 +143,7 @@ def main(argv=None) -> int:
                                         "corrected = bias line fitted per fold on its validation subjects",
                "training_config": (json.loads((run / "config.json").read_text()) if len(runs) == 1 else
                                    {label: json.loads((path / "config.json").read_text()) for label, path, _ in runs}),
-               "cross_validation_residuals": _residuals(args.oof, args.config_name)}
+               "cross_validation_residuals": _residuals(subjects)}
     with tempfile.TemporaryDirectory() as tmp:  # the float32 reference: each fold's exported weights
         models, card.folds = _networks(runs, card)
         reference = save_package(Path(tmp) / "float32", models, copy.deepcopy(card))

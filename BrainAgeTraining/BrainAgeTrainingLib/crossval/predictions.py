@@ -52,6 +52,16 @@ def prepare_3d(record, spec: PreprocessSpec, skull_strip: str) -> np.ndarray:
     return prepare(brain, spec).data.astype(np.float32)
 
 
+def cached_samples(run_dir: str | os.PathLike, data: list[str], cache_dir: str | os.PathLike | None = None):
+    """The cached model inputs of ``data``'s current scan files as the run prepared them (its preprocessing,
+    skull strip and offsets), and the data report; a cache may also hold older file versions, which are left out."""
+    config = load_config(Path(run_dir) / "config.json")
+    report = load_datasets(list(data), config.min_years_between_scans)
+    cache = PreparationCache(cache_dir or config.cache_dir or Path(run_dir) / "cache", PreprocessSpec(),
+                             config.skull_strip, config.max_offsets)
+    return cache.collect(report)
+
+
 def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *, cache_dir: str | None = None,
                     all_3d: bool = False, progress: bool = True, best_epoch: bool = False,
                     folds: list[int] | None = None, mirror: bool = False,
@@ -67,9 +77,7 @@ def run_predictions(run_dir: str | os.PathLike, data: list[str] | None = None, *
     wanted = set(roles)
     config = load_config(run_dir / "config.json")
     spec = PreprocessSpec()
-    report = load_datasets(list(data), config.min_years_between_scans)
-    cache = PreparationCache(cache_dir or config.cache_dir or run_dir / "cache", spec, config.skull_strip, config.max_offsets)
-    samples, report = cache.collect(report)
+    samples, report = cached_samples(run_dir, data, cache_dir)
     splits = json.loads((run_dir / "splits.json").read_text())
     records = {r.subject: r for r in report.records}
     arrays_3d: dict[str, np.ndarray] = {}
