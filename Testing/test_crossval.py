@@ -5,6 +5,7 @@ BIDS-derivative masks, training-only extra data and initial weights."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -181,3 +182,13 @@ def test_forward_arrays_mirror_is_the_mean_with_the_mirror_image():
     both = np.array(forward_arrays(model, arrays, batch=2, mirror=True))
     assert not np.allclose(plain, flipped)
     np.testing.assert_allclose(both, (plain + flipped) / 2, atol=1e-5)
+
+
+def test_run_specs_name_the_folder_and_best_epochs_and_need_a_label_among_several():
+    from BrainAgeTrainingLib.crossval.predictions import parse_run_spec
+
+    assert parse_run_spec("rerun=runs/a=b:best") == ("rerun", Path("runs/a=b"), True)
+    assert parse_run_spec("xxs=runs/ixi") == ("xxs", Path("runs/ixi"), False)
+    assert parse_run_spec("runs/ixi", single=True) == ("", Path("runs/ixi"), False)
+    with pytest.raises(ValueError, match="LABEL=RUN_DIR"):
+        parse_run_spec("runs/ixi")

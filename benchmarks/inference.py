@@ -58,13 +58,13 @@ def make_package(path: Path, folds: int, config: dict | None) -> Path:
     return save_package(path, models, card, overwrite=True)
 
 
-def first_fold(package: Path, path: Path) -> Path:
-    """A copy of a package that holds only its first fold."""
-    from BrainAgeLib.package import load_package, save_package
+def first_fold(loaded, path: Path) -> Path:
+    """A copy of a loaded package that holds only its first network."""
+    from dataclasses import replace
 
-    loaded = load_package(package)
-    loaded.card.folds = loaded.card.folds[:1]
-    return save_package(path, loaded.models[:1], loaded.card, overwrite=True)
+    from BrainAgeLib.package import save_package
+
+    return save_package(path, loaded.models[:1], replace(loaded.card, folds=loaded.card.folds[:1]), overwrite=True)
 
 
 def worker(package: str, scan: str, precision: str, saliency: bool, batch: int, batches: int = 3) -> dict:
@@ -147,7 +147,10 @@ def main() -> None:
     env = {**os.environ, "BRAINAGE_CACHE": str(tmp / "cache")}  # the 'auto' choice is recorded here, not in ~/.cache
     config = NETWORKS[args.network]
     if args.package:
-        packages = {1: first_fold(Path(args.package), tmp / "pkg1"), 5: Path(args.package)}
+        from BrainAgeLib.package import load_package
+
+        loaded = load_package(args.package)
+        packages = {1: first_fold(loaded, tmp / "pkg1"), 5: Path(args.package)}
     else:
         packages = {n: make_package(tmp / f"pkg{n}", n, config) for n in (1, 5)}
     notes = []
@@ -168,9 +171,7 @@ def main() -> None:
     whole = "5-fold ensemble"
     if args.package:
         from BrainAgeLib.model import count_parameters
-        from BrainAgeLib.package import load_package
 
-        loaded = load_package(args.package)
         whole = f"whole package ({len(loaded.models)} networks)"
     for precision in args.precisions:
         for label, folds, saliency, batch in (("1 model", 1, True, args.batch), (whole, 5, False, 0)):

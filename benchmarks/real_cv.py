@@ -121,19 +121,17 @@ def main(argv=None) -> int:
         frame = pd.read_csv(args.from_csv)
     else:
         from BrainAgeTrainingLib.crossval.baselines import baseline_predictions, measure_records
-        from BrainAgeTrainingLib.crossval.predictions import run_predictions
+        from BrainAgeTrainingLib.crossval.predictions import parse_run_spec, run_predictions
         from BrainAgeTrainingLib.datasets import load_datasets
 
         frames = []
         for item in args.run:
-            name, run_dir = item.split("=", 1)
-            best = run_dir.endswith(":best")
-            run_dir = run_dir.removesuffix(":best")
+            name, run_dir, best = parse_run_spec(item)
             oof = run_predictions(run_dir, args.data, cache_dir=args.cache_dir, best_epoch=best, folds=args.folds,
                                   mirror=args.mirror, roles=("val", "test"))  # only these are scored and kept
             frames.append(add_fold_correction(oof).assign(config=name))
-            stats[name] = run_stats(Path(run_dir))
-        first = Path(args.baselines_from or args.run[0].split("=", 1)[1].removesuffix(":best"))
+            stats[name] = run_stats(run_dir)
+        first = Path(args.baselines_from) if args.baselines_from else parse_run_spec(args.run[0])[1]
         splits = json.loads((first / "splits.json").read_text())
         measures = pd.read_csv(args.measures) if args.measures else measure_records(load_datasets(args.data).records)
         frames.append(baseline_predictions(measures, splits).assign(config="baselines", corrected_age=np.nan))

@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT / "BrainAge"), str(ROOT / "BrainAgeTraining")]
 from BrainAgeLib.calibration import fit_calibration  # noqa: E402
 from BrainAgeLib.package import read_card, save_package  # noqa: E402
 from BrainAgeTrainingLib.config import load_config  # noqa: E402
-from BrainAgeTrainingLib.crossval.predictions import cached_samples  # noqa: E402
+from BrainAgeTrainingLib.crossval.predictions import cached_samples, parse_run_spec  # noqa: E402
 from BrainAgeTrainingLib.train_loop import load_fold_model  # noqa: E402
 from BrainAgeTrainingLib.release import release_package  # noqa: E402
 
@@ -78,15 +78,6 @@ def _residuals(subjects) -> list[dict]:
             for row in subjects.to_dict("records")]
 
 
-def _parse_run(text: str, single: bool) -> tuple[str, Path, bool]:
-    """``LABEL=RUN[:best]`` (or a bare RUN when it is the only one) -> (label, run folder, best epoch)."""
-    label, _, where = text.rpartition("=")
-    if not label and not single:
-        raise SystemExit(f"--run {text}: with several runs, name each one: --run LABEL=RUN[:best]")
-    best = where.endswith(":best")
-    return label, Path(where[:-5] if best else where), best
-
-
 def _networks(runs: list[tuple[str, Path, bool]], card):
     """The runs' fold networks in fold order (float32), and the card's entries for them."""
     models, entries = [], []
@@ -122,7 +113,10 @@ def main(argv=None) -> int:
     p.add_argument("--version", help="model version (default: the first run's)")
     p.add_argument("--description", help="model description (default: the first run's)")
     args = p.parse_args(argv)
-    runs = [_parse_run(text, len(args.run) == 1) for text in args.run]
+    try:
+        runs = [parse_run_spec(text, single=len(args.run) == 1) for text in args.run]
+    except ValueError as error:
+        raise SystemExit(f"--run {error}") from None
     run = runs[0][1]
     card = read_card(run / "model")
     card.name, card.version = args.name or card.name, args.version or card.version

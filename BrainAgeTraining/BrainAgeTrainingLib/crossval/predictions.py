@@ -35,6 +35,18 @@ from ..train_loop import fold_weights, load_fold_model
 COLUMNS = ("fold", "subject", "role", "input", "offset", "age", "predicted_age")
 
 
+def parse_run_spec(text: str, single: bool = False) -> tuple[str, Path, bool]:
+    """``LABEL=RUN_DIR[:best]`` (or a bare RUN_DIR when ``single``) -> (label, run folder, best epochs).
+
+    ``:best`` names a weight-averaging run's best epochs instead of its exported averaged weights.
+    """
+    label, where = text.split("=", 1) if "=" in text else ("", text)
+    if not label and not single:
+        raise ValueError(f"{text!r}: name each run: LABEL=RUN_DIR[:best]")
+    best = where.endswith(":best")
+    return label, Path(where.removesuffix(":best")), best
+
+
 def forward_arrays(model: torch.nn.Module, arrays: list[np.ndarray], batch: int = 16, mirror: bool = False) -> list[float]:
     """Ages of model-ready arrays through one network (eval mode, batched, no autograd); ``mirror``: each the mean
     with its mirror image's (``BrainAgeLib.model.network_ages``, as ``Predictor(mirror_average=True)``)."""
