@@ -80,6 +80,20 @@ def test_every_method_lands_on_the_inputs_exact_grid(predictor, mni_brain_path):
         assert np.isfinite(sal.on_input.data).all() and sal.model_grid.max() > 0, method
 
 
+def test_integrated_gradients_attribute_only_what_differs_from_the_baseline(predictor, colin_brain_path):
+    from BrainAgeLib.saliency.gradients import integrated_gradients
+
+    x = predictor.prepare_volume(load_volume(colin_brain_path)).prepared.data
+    tensor = torch.as_tensor(x[None, None])
+    models = predictor.saliency_models
+    assert not integrated_gradients(models, tensor, steps=2, baseline=x).any()  # the scan itself: nothing differs
+    zero = integrated_gradients(models, tensor, steps=2)
+    np.testing.assert_array_equal(zero, integrated_gradients(models, tensor, steps=2, baseline=np.zeros_like(x)))
+    half = np.where(np.arange(x.shape[0])[:, None, None] < 40, x, 0).astype(np.float32)  # the scan's left side kept
+    from_half = integrated_gradients(models, tensor, steps=2, baseline=half)
+    assert not from_half[:40].any() and from_half[40:].any()  # only the right side differs
+
+
 def test_smoothgrad_is_reproducible_and_leaves_the_global_rng_alone(predictor, colin_brain_path):
     case = predictor.prepare_volume(load_volume(colin_brain_path))
     torch.manual_seed(123)
@@ -132,6 +146,32 @@ def test_a_region_is_replaced_by_its_surrounding_tissue_or_the_background(predic
     assert np.array_equal(replace_region(x, np.zeros_like(ventricles), "surround"), x)
     with pytest.raises(ValueError, match="fill must be one of"):
         replace_region(x, ventricles, "zeros")
+
+
+def test_a_half_is_replaced_by_the_other_halfs_mirror_image_across_the_brains_midline():
+    from BrainAgeLib.saliency.occlusion import occlusion_effects, replace_region
+    from BrainAgeLib.saliency.regions import brain_regions, midline, mirrored
+
+    grid = np.indices((80, 120, 40), dtype=np.float32)
+    rl = grid[0] - 33.5  # a brain off the grid's centre, symmetric about R-L index 33.5, brighter at the back
+    x = np.where(rl**2 / 25**2 + (grid[1] - 60) ** 2 / 45**2 + (grid[2] - 20) ** 2 / 15**2 <= 1, 1 + grid[1] / 120, 0)
+    x = x.astype(np.float32)
+    assert midline(x != 0) == pytest.approx(33.5)
+    np.testing.assert_allclose(mirrored(x), x, atol=1e-6)  # symmetric: its own mirror image
+    asymmetric = np.where(rl > 10, 0.5 * x, x).astype(np.float32)  # darker on the right
+    regions = brain_regions(asymmetric)
+    left = replace_region(asymmetric, regions["left"], "mirror")
+    np.testing.assert_allclose(left[regions["left"]], mirrored(asymmetric)[regions["left"]])
+    assert np.array_equal(left[regions["right"]], asymmetric[regions["right"]])
+    assert left[grid[0] == 33 - 20].max() < asymmetric[grid[0] == 33 - 20].max()  # now as dark as its mirror
+
+    def forward(arrays):  # an "age": the summed intensity of the grid's right part
+        return np.array([[float(a[34:].sum())] for a in arrays])
+
+    effects = occlusion_effects(forward, x, {"left": regions["left"], "right": regions["right"]})
+    assert max(abs(v) for v in effects.values()) < 1e-3  # a symmetric brain: no half adds years
+    background = occlusion_effects(forward, x, {"right": regions["right"]}, fill="background")
+    assert background["right"] > 100  # the background fill empties the half instead
 
 
 def test_display_smoothing_and_top_percent(colin_brain):

@@ -3,7 +3,8 @@
 For every subject of a ``brainage synth`` cohort (true brain mask as skull strip, as in
 benchmarks/saliency_truth.py) and every model given, the years each region moves the age
 with the region set to the background value and with the region filled with its surrounding
-tissue (:mod:`BrainAgeLib.saliency.occlusion`), the region's volume, and the effect per 10 mL.
+tissue, a half of the brain with the other half's mirror image (:mod:`BrainAgeLib.saliency.occlusion`),
+the region's volume, and the effect per 10 mL.
 The generator enlarges the ventricles and the medial temporal CSF most in its AD-like subjects.
 
     .venv/bin/python benchmarks/occlusion_fills.py --synth RUNS/synth_saliency \\
@@ -26,7 +27,7 @@ for sub in ("BrainAge", "benchmarks"):
 
 from BrainAgeLib.io import load_volume  # noqa: E402
 from BrainAgeLib.predict import Predictor  # noqa: E402
-from BrainAgeLib.saliency.occlusion import FILLS, occlusion_effects  # noqa: E402
+from BrainAgeLib.saliency.occlusion import FILLS, HALVES, occlusion_effects  # noqa: E402
 from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "effects_per_scan.csv", index=False)
     means = frame.groupby([*CELL, "region"], sort=False)[["volume_ml", "years", "years_per_10ml"]].mean()
-    tissue = means[~means.index.get_level_values("region").isin(["left", "right"])]
+    tissue = means[~means.index.get_level_values("region").isin(HALVES)]
     largest = pd.concat([largest_region(means["years"]).rename("largest |years|"),
                          largest_region(tissue["years"]).rename("largest of the tissue regions"),
                          largest_region(means["years_per_10ml"]).rename("largest |years| per 10 mL")], axis=1)

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
                    help=f"default {DEFAULT_SALIENCY} (see docs/saliency.md); guided-backprop is the paper's")
     p.add_argument("--regions", action="store_true",
                    help="occlusion: the years each brain region (CSF, ventricles, grey and white matter, left and "
-                        "right halves) moves the age when filled with the tissue around it, one column region_<name>_y each")
+                        "right halves) moves the age when filled with the tissue around it (a half: with the other "
+                        "half's mirror image), one column region_<name>_y each")
     p.add_argument("--report", metavar="DIR", help="write a one-page case report per scan into DIR (PDF + PNG, with saliency)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")

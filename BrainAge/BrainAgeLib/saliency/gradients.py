@@ -77,14 +77,17 @@ def guided_backprop(models: Sequence[nn.Module], x: torch.Tensor) -> np.ndarray:
     return np.abs(x.grad[0, 0].detach().cpu().numpy()).astype(np.float32)
 
 
-def integrated_gradients(models: Sequence[nn.Module], x: torch.Tensor, *, steps: int = 8) -> np.ndarray:
-    """|Integrated gradients| from an all-background (zero) baseline (Sundararajan et al. 2017)."""
+def integrated_gradients(models: Sequence[nn.Module], x: torch.Tensor, *, steps: int = 8,
+                         baseline: np.ndarray | None = None) -> np.ndarray:
+    """|Integrated gradients| (Sundararajan et al. 2017) from ``baseline`` (model-grid array; default all
+    background, zeros: benchmarks/saliency_baselines.py measured blurred ones, docs/saliency.md)."""
     from captum.attr import IntegratedGradients
 
+    start = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype, device=x.device).reshape(x.shape)
     explainer = IntegratedGradients(_ensemble(models))
     with torch.enable_grad():
         attributions = explainer.attribute(
-            x.detach(), baselines=torch.zeros_like(x), target=0, n_steps=steps,
+            x.detach(), baselines=start, target=0, n_steps=steps,
             internal_batch_size=_copies_per_pass(models, x),
         )
     return np.abs(attributions[0, 0].detach().cpu().numpy()).astype(np.float32)

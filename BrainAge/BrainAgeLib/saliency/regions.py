@@ -51,14 +51,25 @@ def ventricles(csf: np.ndarray, brain: np.ndarray) -> np.ndarray:
     return keep[components]
 
 
+def midline(brain: np.ndarray) -> float:
+    """The R-L index of the brain's centroid (the model grid's first axis), where the halves meet."""
+    coords = np.argwhere(brain)
+    return float(coords[:, 0].mean()) if len(coords) else brain.shape[0] / 2
+
+
+def mirrored(x: np.ndarray) -> np.ndarray:
+    """``x`` reflected left-right across the brain's :func:`midline` (linear interpolation; background stays 0)."""
+    flipped = x[::-1]
+    return ndimage.shift(flipped, (2 * midline(x != 0) - (x.shape[0] - 1), 0, 0), order=1, mode="constant", cval=0.0)
+
+
 def brain_regions(x: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks of :data:`REGIONS` on the model input ``x`` (3D, background 0)."""
     brain = x != 0
     classes = tissue_classes(x)
     csf = classes == 1
     vent = ventricles(csf, brain)
-    coords = np.argwhere(brain)
-    centre_rl = coords[:, 0].mean() if len(coords) else x.shape[0] / 2
+    centre_rl = midline(brain)
     rl = np.arange(x.shape[0])[:, None, None]
     return {
         "csf": csf & ~vent,
