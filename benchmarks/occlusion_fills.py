@@ -25,12 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 for sub in ("BrainAge", "benchmarks"):
     sys.path.insert(0, str(ROOT / sub))
 
-from BrainAgeLib.io import load_volume  # noqa: E402
 from BrainAgeLib.predict import Predictor  # noqa: E402
 from BrainAgeLib.saliency.occlusion import FILLS, HALVES, occlusion_effects  # noqa: E402
 from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
+from synthetic_subjects import named_predictors, true_brain  # noqa: E402
 
 #: One cell of the summary: the regions of a model, cohort, acquisition style and fill are compared within it.
 CELL = ["model", "cohort", "acquisition", "fill"]
@@ -47,9 +47,7 @@ def subject_rows(name: str, predictor: Predictor, folder: Path, cohorts: set[str
     for sub, info in participants.iterrows():
         if info["cohort"] not in cohorts:
             continue
-        anat = folder / sub / "anat"
-        head, mask = load_volume(anat / f"{sub}_T1w.nii.gz"), load_volume(anat / f"{sub}_brainmask.nii.gz")
-        x = predictor.prepare_volume(head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32))).prepared.data
+        x = predictor.prepare_volume(true_brain(folder, sub)[0]).prepared.data
         regions = brain_regions(x)
         volume_ml = {region: float(voxels.sum() * 8 / 1000) for region, voxels in regions.items()}  # 2 mm model grid
         for fill in FILLS:
@@ -70,9 +68,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, labels = [], []
-    for entry in args.model:
-        name, package = entry.split("=", 1)
-        predictor = Predictor(package, skull_strip="none", precision="fp32")
+    for name, predictor in named_predictors(args.model):
         labels.append(f"{name}: {predictor.model_label}")
         rows += subject_rows(name, predictor, args.synth, set(args.cohorts.split(",")))
     frame = pd.DataFrame(rows)

@@ -32,6 +32,7 @@ from BrainAgeLib.predict import Predictor  # noqa: E402
 from BrainAgeTrainingLib.saliency_truth import AGED_FROM, score_methods  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
+from synthetic_subjects import named_predictors, true_brain  # noqa: E402
 
 METHOD = "integrated-gradients"
 STEPS = 8  # as benchmarks/saliency_truth.py
@@ -54,10 +55,9 @@ def subject_rows(name: str, predictor: Predictor, folder: Path, limit: int | Non
     participants = pd.read_csv(folder / "participants.tsv", sep="\t").set_index("participant_id")
     rows = []
     for sub, info in participants.iloc[:limit].iterrows():
-        anat = folder / sub / "anat"
-        head, mask = load_volume(anat / f"{sub}_T1w.nii.gz"), load_volume(anat / f"{sub}_brainmask.nii.gz")
-        truth = load_volume(anat / f"{sub}_ageingmap.nii.gz")
-        case = predictor.prepare_volume(head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32)))
+        brain, mask = true_brain(folder, sub)
+        truth = load_volume(folder / sub / "anat" / f"{sub}_ageingmap.nii.gz")
+        case = predictor.prepare_volume(brain)
         for label, baseline in baselines(case.prepared.data).items():
             (score,) = score_methods(predictor, case, truth, mask.data > 0, [METHOD], **{METHOD: {"steps": STEPS, "baseline": baseline}})
             rows.append({"model": name, "subject": sub, "cohort": info["cohort"], "acquisition": info["acquisition"],
@@ -88,9 +88,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, labels = [], []
-    for entry in args.model:
-        name, package = entry.split("=", 1)
-        predictor = Predictor(package, skull_strip="none", precision="fp32")
+    for name, predictor in named_predictors(args.model):
         labels.append(f"{name}: {predictor.model_label} (saliency of the first network of each fold)")
         rows += subject_rows(name, predictor, args.synth, args.limit)
     frame = pd.DataFrame(rows)

@@ -1,0 +1,28 @@
+"""Shared by the saliency benchmarks: the models to compare, and a ``brainage synth`` subject's true brain.
+
+Synthetic scans are skull stripped with their true brain masks (skull strip 'none' on the masked
+head), so the benchmarks judge the maps and regions, not the skull stripper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from BrainAgeLib.io import Volume, load_volume
+from BrainAgeLib.predict import Predictor
+
+
+def named_predictors(entries: list[str]):
+    """``NAME=PACKAGE`` entries -> (name, float32 Predictor without skull stripping), one at a time."""
+    for entry in entries:
+        name, package = entry.split("=", 1)
+        yield name, Predictor(package, skull_strip="none", precision="fp32")
+
+
+def true_brain(folder: Path, sub: str) -> tuple[Volume, Volume]:
+    """A synthetic subject's head masked with its true brain mask, and that mask."""
+    anat = folder / sub / "anat"
+    head, mask = load_volume(anat / f"{sub}_T1w.nii.gz"), load_volume(anat / f"{sub}_brainmask.nii.gz")
+    return head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32)), mask
