@@ -30,7 +30,7 @@ from BrainAgeLib.saliency.occlusion import FILLS, HALVES, occlusion_effects  # n
 from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
-from synthetic_subjects import named_predictors, true_brain  # noqa: E402
+from synthetic_subjects import cohort_arguments, named_predictors, true_brain  # noqa: E402
 
 #: One cell of the summary: the regions of a model, cohort, acquisition style and fill are compared within it.
 CELL = ["model", "cohort", "acquisition", "fill"]
@@ -61,10 +61,8 @@ def subject_rows(name: str, predictor: Predictor, folder: Path, cohorts: set[str
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--synth", type=Path, required=True, help="a brainage synth cohort with CU and AD-like subjects")
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=PACKAGE")
+    cohort_arguments(parser, "a brainage synth cohort with CU and AD-like subjects")
     parser.add_argument("--cohorts", default="CU,AD", help="comma-separated cohorts to score")
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, labels = [], []

@@ -32,7 +32,7 @@ from BrainAgeLib.predict import Predictor  # noqa: E402
 from BrainAgeTrainingLib.saliency_truth import AGED_FROM, score_methods  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
-from synthetic_subjects import named_predictors, true_brain  # noqa: E402
+from synthetic_subjects import cohort_arguments, named_predictors, true_brain  # noqa: E402
 
 METHOD = "integrated-gradients"
 STEPS = 8  # as benchmarks/saliency_truth.py
@@ -81,10 +81,8 @@ def paired(frame: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--synth", type=Path, required=True, help="a brainage synth cohort with ageing maps")
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=PACKAGE")
+    cohort_arguments(parser, "a brainage synth cohort with ageing maps")
     parser.add_argument("--limit", type=int, help="only the first N subjects")
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, labels = [], []

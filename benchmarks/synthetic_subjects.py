@@ -6,12 +6,20 @@ head), so the benchmarks judge the maps and regions, not the skull stripper.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 
 from BrainAgeLib.io import Volume, load_volume
 from BrainAgeLib.predict import Predictor
+
+
+def cohort_arguments(parser: argparse.ArgumentParser, synth_help: str) -> None:
+    """The options every such benchmark takes: --synth COHORT, --model NAME=PACKAGE (repeatable), --out DIR."""
+    parser.add_argument("--synth", type=Path, required=True, help=synth_help)
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=PACKAGE")
+    parser.add_argument("--out", type=Path, required=True)
 
 
 def named_predictors(entries: list[str]):
