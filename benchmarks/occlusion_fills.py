@@ -30,7 +30,7 @@ from BrainAgeLib.saliency.occlusion import FILLS, HALVES, occlusion_effects  # n
 from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
-from synthetic_subjects import cohort_arguments, named_predictors, true_brain  # noqa: E402
+from saliency_subjects import cohort_arguments, named_predictors, true_brain  # noqa: E402
 
 #: One cell of the summary: the regions of a model, cohort, acquisition style and fill are compared within it.
 CELL = ["model", "cohort", "acquisition", "fill"]

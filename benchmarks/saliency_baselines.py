@@ -6,7 +6,8 @@ usual alternative (Sturmfels et al. 2020, "Visualizing the impact of feature att
 baselines"): the attribution then goes to the structure that blurring removes, dark or bright.
 For each subject of a ``brainage synth`` cohort (true brain mask as skull strip, as in
 benchmarks/saliency_truth.py): AUC against the ageing map, share inside the brain, seconds, for
-the zero baseline and the brain blurred with a Gaussian of SD 1, 2 and 4 model voxels (2 mm each).
+the zero baseline and the brain blurred with a Gaussian of SD 1, 2 and 4 model voxels (2 mm each);
+with ``--ixi``, on real scans, the share of saliency in CSF + ventricles.
 
     .venv/bin/python benchmarks/saliency_baselines.py --synth RUNS/synth_saliency \\
         --model shipped=BrainAge/Resources/Models/ixi-hh-densenet-ensemble-1.0.0 --model synthetic=RUNS/synth_xxs/model \\
@@ -32,7 +33,7 @@ from BrainAgeLib.predict import Predictor  # noqa: E402
 from BrainAgeTrainingLib.saliency_truth import AGED_FROM, score_methods  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
-from synthetic_subjects import cohort_arguments, named_predictors, true_brain  # noqa: E402
+from saliency_subjects import cohort_arguments, csf_shares, ixi_brains, named_predictors, true_brain  # noqa: E402
 
 METHOD = "integrated-gradients"
 STEPS = 8  # as benchmarks/saliency_truth.py
@@ -67,6 +68,17 @@ def subject_rows(name: str, predictor: Predictor, folder: Path, limit: int | Non
     return rows
 
 
+def ixi_rows(name: str, predictor: Predictor, folder: Path, limit: int) -> list[dict]:
+    """Real scans, no ground truth: each baseline's share of saliency in CSF + ventricles (model grid)."""
+    rows = []
+    for sub, brain in ixi_brains(folder, limit):
+        case = predictor.prepare_volume(brain)
+        for label, baseline in baselines(case.prepared.data).items():
+            sal = predictor.saliency(case, METHOD, steps=STEPS, baseline=baseline).model_grid
+            rows.append({"model": name, "subject": sub, "baseline": label, **csf_shares(case.prepared.data, sal)})
+    return rows
+
+
 def paired(frame: pd.DataFrame) -> pd.DataFrame:
     """Each blurred baseline against zero on the same scans: median AUC difference and scans where it is higher."""
     wide = frame.pivot_table(index=["model", "subject"], columns="baseline", values="auc_display")
@@ -83,12 +95,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cohort_arguments(parser, "a brainage synth cohort with ageing maps")
     parser.add_argument("--limit", type=int, help="only the first N subjects")
+    parser.add_argument("--ixi", type=Path, help="also the real IXI scans (share of saliency in CSF + ventricles)")
+    parser.add_argument("--ixi-scans", type=int, default=6)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, labels = [], []
+    rows, labels, ixi = [], [], []
     for name, predictor in named_predictors(args.model):
         labels.append(f"{name}: {predictor.model_label} (saliency of the first network of each fold)")
         rows += subject_rows(name, predictor, args.synth, args.limit)
+        if args.ixi:
+            ixi += ixi_rows(name, predictor, args.ixi, args.ixi_scans)
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "baselines_per_scan.csv", index=False)
     summary = frame.groupby(["model", "baseline"], sort=False).agg(
@@ -99,7 +115,14 @@ def main(argv=None) -> int:
              f"{STEPS} steps; AUC of voxel saliency for aged voxels (ageing map >= {AGED_FROM}) vs the rest of the brain", "",
              "Median over scans:", summary.round(3).to_markdown(), "", "Display AUC by acquisition:",
              by_group.round(3).to_markdown(), "", "Paired against the zero baseline (display AUC, scans with an AUC):",
-             paired(frame).to_markdown(), "", "reproduce: .venv/bin/python benchmarks/saliency_baselines.py " + " ".join(sys.argv[1:])]
+             paired(frame).to_markdown(), ""]
+    if ixi:
+        shares = pd.DataFrame(ixi)
+        shares.to_csv(args.out / "ixi_csf_share.csv", index=False)
+        lines += [f"Real IXI scans (n={shares.subject.nunique()}), median share of saliency in CSF + ventricles vs their share of the brain:",
+                  shares.groupby(["model", "baseline"], sort=False)[["csf_share_of_saliency", "csf_share_of_brain"]]
+                  .median().round(3).to_markdown(), ""]
+    lines.append("reproduce: .venv/bin/python benchmarks/saliency_baselines.py " + " ".join(sys.argv[1:]))
     write_summary(args.out, "\n".join(lines))
     return 0
 

@@ -28,10 +28,10 @@ from BrainAgeLib.bundled_models import default_model_path  # noqa: E402
 from BrainAgeLib.io import load_volume  # noqa: E402
 from BrainAgeLib.predict import Predictor  # noqa: E402
 from BrainAgeLib.saliency import METHODS, smooth_for_display, top_percent  # noqa: E402
-from BrainAgeLib.saliency.regions import brain_regions  # noqa: E402
 from BrainAgeTrainingLib.saliency_truth import AGED_FROM, score_methods  # noqa: E402
 from cpu_info import machine_line  # noqa: E402
 from result_files import write_summary  # noqa: E402
+from saliency_subjects import csf_shares, ixi_brains, true_brain  # noqa: E402
 
 KWARGS = {"integrated-gradients": {"steps": 8}, "smoothgrad": {"samples": 8}}  # 2 CPU cores: 24 subjects in < 1 h
 
@@ -40,11 +40,8 @@ def synthetic_rows(predictor, folder: Path, limit: int | None):
     participants = pd.read_csv(folder / "participants.tsv", sep="\t").set_index("participant_id")
     rows, regions, examples = [], [], {}
     for sub in list(participants.index)[:limit]:
-        anat = folder / sub / "anat"
-        head = load_volume(anat / f"{sub}_T1w.nii.gz")
-        mask = load_volume(anat / f"{sub}_brainmask.nii.gz")
-        truth = load_volume(anat / f"{sub}_ageingmap.nii.gz")
-        brain = head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32))
+        brain, mask = true_brain(folder, sub)
+        truth = load_volume(folder / sub / "anat" / f"{sub}_ageingmap.nii.gz")
         case = predictor.prepare_volume(brain)
         info = participants.loc[sub]
         for score in score_methods(predictor, case, truth, mask.data > 0, METHODS, **KWARGS):
@@ -64,19 +61,11 @@ def synthetic_rows(predictor, folder: Path, limit: int | None):
 def ixi_rows(predictor, folder: Path, limit: int):
     """Real scans: share of saliency in CSF + ventricles vs the share of those voxels in the brain (model grid)."""
     rows = []
-    masks = sorted((folder / "derivatives" / "hd-bet").glob("sub-*/anat/*_desc-brain_mask.nii.gz"))[:limit]
-    for mask_path in masks:
-        sub = mask_path.name.split("_")[0]
-        head_path = next((folder / sub / "anat").glob("*_T1w.nii.gz"))
-        head, mask = load_volume(head_path), load_volume(mask_path)
-        case = predictor.prepare_volume(head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32)))
-        regions = brain_regions(case.prepared.data)
-        csf = regions["csf"] | regions["ventricles"]
-        brain = case.prepared.data != 0
+    for sub, brain in ixi_brains(folder, limit):
+        case = predictor.prepare_volume(brain)
         for method in METHODS:
             sal = predictor.saliency(case, method, **KWARGS.get(method, {})).model_grid
-            rows.append({"subject": sub, "method": method, "csf_share_of_saliency": float(sal[csf].sum() / sal[brain].sum()),
-                         "csf_share_of_brain": float(csf.sum() / brain.sum())})
+            rows.append({"subject": sub, "method": method, **csf_shares(case.prepared.data, sal)})
     return pd.DataFrame(rows)
 
 

@@ -1,7 +1,9 @@
-"""Shared by the saliency benchmarks: the models to compare, and a ``brainage synth`` subject's true brain.
+"""Shared by the saliency benchmarks: the models to compare, a ``brainage synth`` subject's true brain,
+and real IXI brains.
 
 Synthetic scans are skull stripped with their true brain masks (skull strip 'none' on the masked
-head), so the benchmarks judge the maps and regions, not the skull stripper.
+head), so the benchmarks judge the maps and regions, not the skull stripper; IXI scans with the
+data set's HD-BET masks (``derivatives/hd-bet``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from BrainAgeLib.io import Volume, load_volume
 from BrainAgeLib.predict import Predictor
+from BrainAgeLib.saliency.regions import brain_regions
 
 
 def cohort_arguments(parser: argparse.ArgumentParser, synth_help: str) -> None:
@@ -34,3 +37,20 @@ def true_brain(folder: Path, sub: str) -> tuple[Volume, Volume]:
     anat = folder / sub / "anat"
     head, mask = load_volume(anat / f"{sub}_T1w.nii.gz"), load_volume(anat / f"{sub}_brainmask.nii.gz")
     return head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32)), mask
+
+
+def ixi_brains(folder: Path, limit: int):
+    """(subject, head masked with its HD-BET brain mask) for the first ``limit`` IXI scans with a mask."""
+    masks = sorted((folder / "derivatives" / "hd-bet").glob("sub-*/anat/*_desc-brain_mask.nii.gz"))[:limit]
+    for mask_path in masks:
+        sub = mask_path.name.split("_")[0]
+        head, mask = load_volume(next((folder / sub / "anat").glob("*_T1w.nii.gz"))), load_volume(mask_path)
+        yield sub, head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32))
+
+
+def csf_shares(x: np.ndarray, saliency: np.ndarray) -> dict[str, float]:
+    """Share of a model-grid saliency map in CSF + ventricles, and those tissues' share of the brain's voxels."""
+    regions, brain = brain_regions(x), x != 0
+    csf = regions["csf"] | regions["ventricles"]
+    return {"csf_share_of_saliency": float(saliency[csf].sum() / saliency[brain].sum()),
+            "csf_share_of_brain": float(csf.sum() / brain.sum())}
