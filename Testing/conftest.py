@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -16,6 +17,10 @@ from BrainAgeLib.package import ModelCard, save_package
 from BrainAgeLib.sample_data import sample_path
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+#: The real IXI HH data set (181 adults with ages) beside the repository, where this machine has it.
+IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi-hh-2mm"
+needs_ixi = pytest.mark.skipif(not (IXI / "participants.tsv").is_file(), reason="the real IXI HH data set is not on this machine")
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from BrainAgeLib.bundled_models import REGISTRY, bundled_entries, default_model_path
+from conftest import IXI, needs_ixi
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,10 +82,7 @@ def test_the_bundled_model_is_small_credited_and_used_when_no_model_is_named(tmp
     assert 18 <= row["predicted_age"] <= 95 and len(row["fold_ages"].split(";")) == 15
 
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi-hh-2mm"
-
-
-@pytest.mark.skipif(not (IXI / "participants.tsv").is_file(), reason="the real IXI HH data set is not on this machine")
+@needs_ixi
 def test_the_bundled_package_reproduces_its_published_cross_validation_ages(tmp_path):
     """Two test subjects (folds 1 and 3) prepared from the real scans and their HD-BET masks: each slicing
     offset's age from the package's networks of that fold, mirror-averaged as its card says, is the age in

@@ -26,6 +26,7 @@ from BrainAgeLib.spec import PreprocessSpec
 from BrainAgeTrainingLib.config import ConfigError, TrainConfig, load_config
 from BrainAgeTrainingLib.runner import run_training
 from BrainAgeTrainingLib.training_process import TrainingProcess, train_command
+from conftest import IXI, needs_ixi
 
 PYTHON = sys.executable
 # tiny network, same code path; BatchNorm tracks its statistics faster (short runs, batch 4)
@@ -274,11 +275,8 @@ def test_release_in_half_precision_keeps_ages_within_0_05_y(uninterrupted_run, t
     assert sorted(f.name for f in tmp_path.iterdir()) == ["shipped"]  # no temporary folder left behind
 
 
-IXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ixi-hh-2mm"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (IXI / "participants.tsv").is_file(), reason="the real IXI HH data set is not on this machine")
+@needs_ixi
 def test_retraining_a_small_fold_on_the_real_ixi_scans(tmp_path):
     """The shipped model's recipe (benchmarks/configs/ixi_xs.yaml) on the real data, cut to a narrow network,
     fold 0 and a few epochs: the HD-BET derivative masks are used, every offset is prepared, and the
