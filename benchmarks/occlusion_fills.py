@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("BrainAge", "benchmarks"):
+for sub in ("BrainAge", "BrainAgeTraining", "benchmarks"):
     sys.path.insert(0, str(ROOT / sub))
 
 from BrainAgeLib.predict import Predictor  # noqa: E402

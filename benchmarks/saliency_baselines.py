@@ -59,12 +59,13 @@ def subject_rows(name: str, predictor: Predictor, folder: Path, limit: int | Non
         brain, mask = true_brain(folder, sub)
         truth = load_volume(folder / sub / "anat" / f"{sub}_ageingmap.nii.gz")
         case = predictor.prepare_volume(brain)
-        for label, baseline in baselines(case.prepared.data).items():
-            (score,) = score_methods(predictor, case, truth, mask.data > 0, [METHOD], **{METHOD: {"steps": STEPS, "baseline": baseline}})
-            rows.append({"model": name, "subject": sub, "cohort": info["cohort"], "acquisition": info["acquisition"],
-                         "baseline": label, **{k: v for k, v in vars(score).items() if k != "method"}})
+        scores = {label: score_methods(predictor, case, truth, mask.data > 0, [METHOD],
+                                       **{METHOD: {"steps": STEPS, "baseline": baseline}})[0]
+                  for label, baseline in baselines(case.prepared.data).items()}
+        rows += [{"model": name, "subject": sub, "cohort": info["cohort"], "acquisition": info["acquisition"],
+                  "baseline": label, **{k: v for k, v in vars(score).items() if k != "method"}} for label, score in scores.items()]
         print(f"{name} {sub} {info['cohort']} {info['acquisition']}: " + ", ".join(
-            f"{r['baseline']} {r['auc_display']:.3f}" for r in rows[-len(BLUR_SD_VOXELS) - 1:]), flush=True)
+            f"{label} {score.auc_display:.3f}" for label, score in scores.items()), flush=True)
     return rows
 
 

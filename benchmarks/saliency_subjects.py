@@ -16,6 +16,7 @@ import numpy as np
 from BrainAgeLib.io import Volume, load_volume
 from BrainAgeLib.predict import Predictor
 from BrainAgeLib.saliency.regions import brain_regions
+from BrainAgeTrainingLib.datasets import load_datasets
 
 
 def cohort_arguments(parser: argparse.ArgumentParser, synth_help: str) -> None:
@@ -40,12 +41,12 @@ def true_brain(folder: Path, sub: str) -> tuple[Volume, Volume]:
 
 
 def ixi_brains(folder: Path, limit: int):
-    """(subject, head masked with its HD-BET brain mask) for the first ``limit`` IXI scans with a mask."""
-    masks = sorted((folder / "derivatives" / "hd-bet").glob("sub-*/anat/*_desc-brain_mask.nii.gz"))[:limit]
-    for mask_path in masks:
-        sub = mask_path.name.split("_")[0]
-        head, mask = load_volume(next((folder / sub / "anat").glob("*_T1w.nii.gz"))), load_volume(mask_path)
-        yield sub, head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32))
+    """(subject, head masked with its brain mask) for the first ``limit`` scans, by subject, whose data set ships a
+    mask (IXI: its HD-BET derivative masks, found as ``brainage train`` finds them)."""
+    records = sorted((r for r in load_datasets([folder]).records if r.mask), key=lambda r: r.subject)[:limit]
+    for record in records:
+        head, mask = load_volume(record.path), load_volume(record.mask)
+        yield record.subject.split("/")[-1], head.with_data(np.where(mask.data > 0, head.data, 0).astype(np.float32))
 
 
 def csf_shares(x: np.ndarray, saliency: np.ndarray) -> dict[str, float]:
